@@ -1,0 +1,947 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * claim.c: the cost of the pool itself. A mock connector whose connections
+ * need no I/O at all (connect finishes on the next loop iteration, release
+ * never needs a recycle) isolates claim + release; the same measured loop
+ * over a mutex-protected LIFO free list (the "floor") runs in the same
+ * process, so the pool's cost reads as a ratio that means the same on any
+ * machine. Three modes:
+ *   threads  N threads, qorb_pool_claim_wait() + qorb_release() in a loop,
+ *            on a pool that runs its own loop thread;
+ *   floor    the same loop over pthread mutex + condvar + LIFO array;
+ *   async    one libev loop owned here, K claimants interleaved on it:
+ *            try_claim (fast path), falling back to qorb_pool_claim() with
+ *            a callback on QORB_EAGAIN.
+ * Every mock connection carries a "held" flag set with a CAS on claim and
+ * cleared on release, so a connection handed to two claimants at once shows
+ * up as a violation. Output: one line per configuration,
+ *   bench=claim mode=M threads=N pool=P ops_per_s=X p50_ns=Y p99_ns=Z ...
+ * and a ratio line per (threads, pool) pair. See bench/README.md.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qorb/connector.h"
+#include "qorb/pool.h"
+#include "qorb/resolver.h"
+#include "qorb/static.h"
+
+#define MAX_LIST 16          /* entries in --threads / --pools */
+#define MAX_THREADS 256
+#define MAX_POOL 4096
+#define SAMPLE_MASK 63u      /* time one cycle in 64 */
+#define ASYNC_BATCH 256      /* claimant steps per loop iteration */
+#define CACHELINE 64
+
+/* ------------------------------------------------------------------------ */
+/* Time                                                                      */
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ns(uint64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(ns / 1000000000u);
+  ts.tv_nsec = (long)(ns % 1000000000u);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The mock connection and connector                                         */
+
+/*
+ * One connection. `held` is the correctness check; it sits on its own cache
+ * line (as a real connection's hot state would) so that the floor, which
+ * uses the same struct, pays the same memory traffic as the pool.
+ */
+typedef struct mock_conn {
+  _Alignas(CACHELINE) atomic_int held;
+  ev_timer connect_timer;
+  qorb_op_t *op;
+  struct ev_loop *loop;
+} mock_conn_t;
+
+typedef struct mock_ctx {
+  atomic_uint opened;
+  atomic_uint closed;
+} mock_ctx_t;
+
+static void mock_connected(struct ev_loop *loop, ev_timer *w, int revents) {
+  mock_conn_t *c = w->data;
+  (void)loop;
+  (void)revents;
+  qorb_op_done(c->op, 0);
+}
+
+/* Finish on the next loop iteration, never inside the call: the realistic
+ * shape of an asynchronous connect that happens to cost nothing. */
+static int mock_connect(void *ctx, qorb_op_t *op, const qorb_addr_t *addr,
+                        void **conn) {
+  mock_ctx_t *m = ctx;
+  mock_conn_t *c;
+  (void)addr;
+  c = aligned_alloc(CACHELINE, sizeof(*c));
+  if (c == NULL) return QORB_ENOMEM;
+  memset(c, 0, sizeof(*c));
+  atomic_init(&c->held, 0);
+  c->op = op;
+  c->loop = qorb_op_loop(op);
+  ev_timer_init(&c->connect_timer, mock_connected, 0., 0.);
+  c->connect_timer.data = c;
+  ev_timer_start(c->loop, &c->connect_timer);
+  atomic_fetch_add(&m->opened, 1u);
+  *conn = c;
+  return 0;
+}
+
+static int mock_needs_recycle(void *ctx, void *conn) {
+  (void)ctx;
+  (void)conn;
+  return 0;
+}
+
+static void mock_close(void *ctx, void *conn) {
+  mock_ctx_t *m = ctx;
+  mock_conn_t *c = conn;
+  ev_timer_stop(c->loop, &c->connect_timer);
+  atomic_fetch_add(&m->closed, 1u);
+  free(c);
+}
+
+static const qorb_connector_ops_t mock_ops = {
+    .version = QORB_CONNECTOR_OPS_VERSION,
+    .name = "mock",
+    .connect = mock_connect,
+    .check = NULL,
+    .prepare = NULL,
+    .recycle = NULL,
+    .needs_recycle = mock_needs_recycle,
+    .close = mock_close,
+    .destroy = NULL,
+};
+
+/* --no-check turns the held flag off in every mode, for raw figures. */
+static int g_check = 1;
+
+/* Mark a connection taken; 1 when someone else already held it. */
+static inline int held_enter(mock_conn_t *c) {
+  int expect = 0;
+  if (!g_check) return 0;
+  return !atomic_compare_exchange_strong_explicit(
+      &c->held, &expect, 1, memory_order_acquire, memory_order_relaxed);
+}
+
+static inline void held_leave(mock_conn_t *c) {
+  if (!g_check) return;
+  atomic_store_explicit(&c->held, 0, memory_order_release);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The floor: a plain mutex-protected LIFO free list                          */
+
+typedef struct floor_list {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  mock_conn_t **items;
+  unsigned n;
+  unsigned waiters;
+} floor_list_t;
+
+static inline mock_conn_t *floor_pop(floor_list_t *f) {
+  mock_conn_t *c;
+  pthread_mutex_lock(&f->mu);
+  while (f->n == 0) {
+    f->waiters++;
+    pthread_cond_wait(&f->cv, &f->mu);
+    f->waiters--;
+  }
+  c = f->items[--f->n];
+  pthread_mutex_unlock(&f->mu);
+  return c;
+}
+
+static inline void floor_push(floor_list_t *f, mock_conn_t *c) {
+  unsigned waiters;
+  pthread_mutex_lock(&f->mu);
+  f->items[f->n++] = c;
+  waiters = f->waiters;
+  pthread_mutex_unlock(&f->mu);
+  if (waiters) pthread_cond_signal(&f->cv);
+}
+
+static int floor_init(floor_list_t *f, unsigned m) {
+  unsigned i;
+  memset(f, 0, sizeof(*f));
+  f->items = calloc(m, sizeof(*f->items));
+  if (f->items == NULL) return -1;
+  for (i = 0; i < m; i++) {
+    mock_conn_t *c = aligned_alloc(CACHELINE, sizeof(*c));
+    if (c == NULL) return -1;
+    memset(c, 0, sizeof(*c));
+    atomic_init(&c->held, 0);
+    f->items[f->n++] = c;
+  }
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
+  return 0;
+}
+
+static void floor_fini(floor_list_t *f) {
+  unsigned i;
+  for (i = 0; i < f->n; i++) free(f->items[i]);
+  free(f->items);
+  pthread_mutex_destroy(&f->mu);
+  pthread_cond_destroy(&f->cv);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Results                                                                   */
+
+typedef struct result {
+  double ops_per_s;
+  uint64_t cycles;
+  uint64_t p50_ns, p99_ns;
+  unsigned starved;
+  uint64_t violations;
+  uint64_t errors;
+  int first_error;
+  uint64_t fallbacks; /* async only */
+} result_t;
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Percentile by nearest rank over sorted samples. */
+static uint64_t pct(const uint32_t *s, size_t n, double p) {
+  size_t k;
+  if (n == 0) return 0;
+  k = (size_t)(p * (double)n);
+  if (k >= n) k = n - 1;
+  return s[k];
+}
+
+static void print_result(const char *mode, unsigned threads, unsigned pool,
+                         const result_t *r) {
+  printf("bench=claim mode=%s threads=%u pool=%u ops_per_s=%.0f p50_ns=%llu "
+         "p99_ns=%llu starved=%u violations=%llu",
+         mode, threads, pool, r->ops_per_s, (unsigned long long)r->p50_ns,
+         (unsigned long long)r->p99_ns, r->starved,
+         (unsigned long long)r->violations);
+  if (r->errors)
+    printf(" errors=%llu first_error=%s", (unsigned long long)r->errors,
+           qorb_err_name(r->first_error));
+  if (strcmp(mode, "async") == 0)
+    printf(" fallbacks=%llu", (unsigned long long)r->fallbacks);
+  printf("\n");
+  fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Thread modes: qorb claim_wait and the floor, one measured loop            */
+
+enum { MODE_QORB = 0, MODE_FLOOR = 1 };
+
+typedef struct run {
+  int mode;
+  qorb_pool_t *pool;
+  floor_list_t *floor;
+  pthread_barrier_t start;
+  _Alignas(CACHELINE) atomic_int stop; /* read every cycle: own line */
+  char pad[CACHELINE - sizeof(atomic_int)];
+} run_t;
+
+typedef struct worker {
+  _Alignas(CACHELINE) pthread_t tid;
+  run_t *run;
+  uint64_t cycles;
+  uint64_t violations;
+  uint64_t errors;
+  int first_error;
+  uint32_t *samples; /* ring of `cap` entries */
+  size_t cap;
+  size_t nsamples; /* taken, may exceed cap */
+  uint64_t end_ns;
+} worker_t;
+
+/*
+ * One claim + release, with the correctness check. `mode` is a constant at
+ * each call site, so the compiler keeps two separate loops.
+ */
+static inline __attribute__((always_inline)) int cycle(run_t *r, int mode,
+                                                       worker_t *w) {
+  if (mode == MODE_QORB) {
+    qorb_claim_t *cl;
+    mock_conn_t *c;
+    int rc = qorb_pool_claim_wait(r->pool, -1, &cl);
+    if (rc != 0) {
+      if (w->errors++ == 0) w->first_error = rc;
+      return rc;
+    }
+    c = qorb_claim_conn(cl);
+    if (c == NULL || held_enter(c))
+      w->violations++;
+    else
+      held_leave(c);
+    qorb_release(cl);
+  } else {
+    mock_conn_t *c = floor_pop(r->floor);
+    if (held_enter(c))
+      w->violations++;
+    else
+      held_leave(c);
+    floor_push(r->floor, c);
+  }
+  return 0;
+}
+
+static inline __attribute__((always_inline)) void worker_loop(worker_t *w,
+                                                              int mode) {
+  run_t *r = w->run;
+  uint64_t i = 0, done = 0;
+  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+    if ((i++ & SAMPLE_MASK) == 0) {
+      uint64_t t0 = now_ns(), dt;
+      if (cycle(r, mode, w) == 0) done++;
+      dt = now_ns() - t0;
+      w->samples[w->nsamples++ % w->cap] =
+          dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+    } else if (cycle(r, mode, w) == 0) {
+      done++;
+    }
+  }
+  w->cycles = done;
+  w->end_ns = now_ns();
+}
+
+static void *worker_main(void *arg) {
+  worker_t *w = arg;
+  pthread_barrier_wait(&w->run->start);
+  if (w->run->mode == MODE_QORB)
+    worker_loop(w, MODE_QORB);
+  else
+    worker_loop(w, MODE_FLOOR);
+  return NULL;
+}
+
+/* Merge samples and fill percentiles. `n` counts of samples per source. */
+static int finish_latency(result_t *res, worker_t *ws, unsigned n) {
+  size_t total = 0, k = 0;
+  unsigned i;
+  uint32_t *all;
+  for (i = 0; i < n; i++)
+    total += ws[i].nsamples < ws[i].cap ? ws[i].nsamples : ws[i].cap;
+  all = malloc((total ? total : 1) * sizeof(*all));
+  if (all == NULL) return -1;
+  for (i = 0; i < n; i++) {
+    size_t m = ws[i].nsamples < ws[i].cap ? ws[i].nsamples : ws[i].cap;
+    memcpy(all + k, ws[i].samples, m * sizeof(*all));
+    k += m;
+  }
+  qsort(all, total, sizeof(*all), cmp_u32);
+  res->p50_ns = pct(all, total, 0.50);
+  res->p99_ns = pct(all, total, 0.99);
+  free(all);
+  return 0;
+}
+
+static int run_threads(int mode, qorb_pool_t *pool, floor_list_t *floor,
+                       unsigned nthreads, double seconds, result_t *res) {
+  run_t *r;
+  worker_t *ws;
+  unsigned i, started = 0;
+  uint64_t t0, t_end = 0;
+  /* Enough ring space for ~60M cycles/s over the run, shared out. */
+  size_t cap = (size_t)(seconds * 60e6 / (SAMPLE_MASK + 1)) * 2 / nthreads +
+               1024;
+  int rc = -1;
+
+  memset(res, 0, sizeof(*res));
+  r = aligned_alloc(CACHELINE, sizeof(*r));
+  ws = aligned_alloc(CACHELINE, sizeof(*ws) * nthreads);
+  if (r == NULL || ws == NULL) goto out_free;
+  memset(r, 0, sizeof(*r));
+  memset(ws, 0, sizeof(*ws) * nthreads);
+  r->mode = mode;
+  r->pool = pool;
+  r->floor = floor;
+  atomic_init(&r->stop, 0);
+  if (pthread_barrier_init(&r->start, NULL, nthreads + 1) != 0) goto out_free;
+  for (i = 0; i < nthreads; i++) {
+    ws[i].run = r;
+    ws[i].cap = cap;
+    ws[i].samples = malloc(cap * sizeof(uint32_t));
+    if (ws[i].samples == NULL) goto out_stop;
+  }
+  for (i = 0; i < nthreads; i++) {
+    if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) break;
+    started++;
+  }
+  if (started < nthreads) {
+    /* Cannot release a barrier sized for threads that do not exist. */
+    fprintf(stderr, "claim: pthread_create failed at %u threads\n", started);
+    exit(2);
+  }
+  pthread_barrier_wait(&r->start);
+  t0 = now_ns();
+  sleep_ns((uint64_t)(seconds * 1e9));
+  atomic_store(&r->stop, 1);
+  for (i = 0; i < started; i++) pthread_join(ws[i].tid, NULL);
+  for (i = 0; i < nthreads; i++) {
+    res->cycles += ws[i].cycles;
+    res->violations += ws[i].violations;
+    if (ws[i].errors && res->errors == 0) res->first_error = ws[i].first_error;
+    res->errors += ws[i].errors;
+    if (ws[i].cycles == 0) res->starved++;
+    if (ws[i].end_ns > t_end) t_end = ws[i].end_ns;
+  }
+  res->ops_per_s =
+      t_end > t0 ? (double)res->cycles * 1e9 / (double)(t_end - t0) : 0;
+  rc = finish_latency(res, ws, nthreads);
+out_stop:
+  pthread_barrier_destroy(&r->start);
+out_free:
+  if (ws)
+    for (i = 0; i < nthreads; i++) free(ws[i].samples);
+  free(ws);
+  free(r);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pool setup                                                                */
+
+static int make_pool(qorb_pool_t **out, struct ev_loop *loop, unsigned m,
+                     mock_ctx_t *mctx) {
+  qorb_policy_t pol;
+  qorb_resolver_t *res = NULL;
+  qorb_connector_t *con = NULL;
+  char err[256] = "";
+  int rc;
+
+  qorb_policy_init(&pol);
+  pol.name = "bench";
+  pol.max_slots = m;
+  pol.spares_wanted = m;
+  pol.max_connecting_per_backend = m;
+  pol.max_waiters = MAX_THREADS + MAX_POOL;
+  pol.claim_timeout_ms = 10000;
+  pol.health_interval_ms = 0;
+  pol.max_lifetime_ms = 0;
+  pol.idle_timeout_ms = 0;
+  pol.leak_threshold_ms = 0;
+
+  rc = qorb_static_resolver_new(&res, "127.0.0.1:1", err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, "claim: static resolver: %s %s\n", qorb_strerror(rc), err);
+    return rc;
+  }
+  rc = qorb_connector_new(&con, &mock_ops, mctx);
+  if (rc != 0) {
+    fprintf(stderr, "claim: connector: %s\n", qorb_strerror(rc));
+    qorb_resolver_free(res);
+    return rc;
+  }
+  rc = qorb_pool_new(out, loop, &pol, res, con, err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, "claim: pool: %s %s\n", qorb_strerror(rc), err);
+    qorb_connector_free(con);
+    qorb_resolver_free(res);
+  }
+  return rc;
+}
+
+static int pool_idle(qorb_pool_t *pool, unsigned *idle, unsigned *claimed) {
+  qorb_pool_stats_t st;
+  int rc;
+  qorb_pool_stats_init(&st);
+  rc = qorb_pool_stats(pool, &st, NULL, 0, NULL);
+  if (rc != 0) return rc;
+  *idle = st.idle;
+  if (claimed) *claimed = st.claimed;
+  return 0;
+}
+
+/* Poll the stats until `m` slots are idle, at most `timeout_ns`. */
+static int wait_idle_threads(qorb_pool_t *pool, unsigned m,
+                             uint64_t timeout_ns) {
+  uint64_t deadline = now_ns() + timeout_ns;
+  unsigned idle = 0;
+  while (now_ns() < deadline) {
+    if (pool_idle(pool, &idle, NULL) == 0 && idle >= m) return 0;
+    sleep_ns(1000000);
+  }
+  fprintf(stderr, "claim: only %u of %u slots idle after %.1f s\n", idle, m,
+          (double)timeout_ns / 1e9);
+  return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Async mode: one loop, K interleaved claimants                             */
+
+typedef struct async_run async_run_t;
+
+typedef struct claimant {
+  async_run_t *ar;
+  qorb_claim_t *claim;
+  int waiting; /* a qorb_pool_claim() callback is pending */
+  int marked;  /* this claimant set the connection's held flag */
+} claimant_t;
+
+struct async_run {
+  struct ev_loop *loop;
+  qorb_pool_t *pool;
+  unsigned m, k;
+  claimant_t *cl;
+  unsigned next;
+  unsigned nwaiting;
+  int stop;
+  ev_idle drive;
+  ev_timer stop_timer;
+  /* Shared with run_until()'s tick. */
+  ev_timer tick;
+  int (*pred)(async_run_t *);
+  uint64_t deadline;
+  int pred_ok;
+  int closed;
+  worker_t w; /* counters and samples, as for a thread */
+  uint64_t steps;
+  uint64_t fallbacks;
+};
+
+static void async_take(claimant_t *c, qorb_claim_t *claim) {
+  mock_conn_t *conn = qorb_claim_conn(claim);
+  c->marked = 0;
+  if (conn == NULL || held_enter(conn))
+    c->ar->w.violations++;
+  else
+    c->marked = 1;
+  c->claim = claim;
+}
+
+static void async_give_back(claimant_t *c) {
+  if (c->marked) held_leave(qorb_claim_conn(c->claim));
+  qorb_release(c->claim);
+  c->claim = NULL;
+}
+
+static void async_claimed(qorb_pool_t *pool, int status, qorb_claim_t *claim,
+                          void *arg) {
+  claimant_t *c = arg;
+  async_run_t *ar = c->ar;
+  (void)pool;
+  c->waiting = 0;
+  ar->nwaiting--;
+  if (status != 0) {
+    if (ar->w.errors++ == 0) ar->w.first_error = status;
+    return;
+  }
+  async_take(c, claim);
+  ar->w.cycles++;
+  /* Once stopped, hand it straight back so the pool can close. */
+  if (ar->stop) async_give_back(c);
+}
+
+/*
+ * One claimant's turn: give back what it holds, then take again, fast path
+ * first. Claimants hold their claim between turns, so up to K claims are
+ * out at once, as with K requests in flight on one event loop.
+ */
+static inline int async_step(async_run_t *ar, claimant_t *c) {
+  qorb_claim_t *claim;
+  int rc;
+  if (c->claim) async_give_back(c);
+  rc = qorb_pool_try_claim(ar->pool, &claim);
+  if (rc == 0) {
+    async_take(c, claim);
+    return 0;
+  }
+  if (rc == QORB_EAGAIN) {
+    rc = qorb_pool_claim(ar->pool, -1, async_claimed, c, NULL);
+    if (rc == 0) {
+      c->waiting = 1;
+      ar->nwaiting++;
+      ar->fallbacks++;
+      return 1;
+    }
+  }
+  if (ar->w.errors++ == 0) ar->w.first_error = rc;
+  return -1;
+}
+
+static void async_drive(struct ev_loop *loop, ev_idle *w, int revents) {
+  async_run_t *ar = w->data;
+  unsigned b, skipped = 0;
+  (void)loop;
+  (void)revents;
+  for (b = 0; b < ASYNC_BATCH && !ar->stop; b++) {
+    claimant_t *c = &ar->cl[ar->next];
+    if (++ar->next == ar->k) ar->next = 0;
+    if (c->waiting) {
+      /* Every claimant waits on the loop: let it run. */
+      if (++skipped >= ar->k) break;
+      continue;
+    }
+    skipped = 0;
+    if ((ar->steps++ & SAMPLE_MASK) == 0) {
+      uint64_t t0 = now_ns(), dt;
+      int rc = async_step(ar, c);
+      dt = now_ns() - t0;
+      if (rc == 0) {
+        ar->w.cycles++;
+        ar->w.samples[ar->w.nsamples++ % ar->w.cap] =
+            dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+      }
+    } else if (async_step(ar, c) == 0) {
+      ar->w.cycles++;
+    }
+  }
+}
+
+static void async_stop(struct ev_loop *loop, ev_timer *w, int revents) {
+  async_run_t *ar = w->data;
+  (void)revents;
+  ar->stop = 1;
+  ar->w.end_ns = now_ns();
+  ev_idle_stop(loop, &ar->drive);
+  ev_break(loop, EVBREAK_ONE);
+}
+
+static void async_tick(struct ev_loop *loop, ev_timer *w, int revents) {
+  async_run_t *ar = w->data;
+  (void)revents;
+  if (ar->pred(ar)) {
+    ar->pred_ok = 1;
+    ev_break(loop, EVBREAK_ONE);
+  } else if (now_ns() >= ar->deadline) {
+    ev_break(loop, EVBREAK_ONE);
+  }
+}
+
+/* Run the loop until pred() holds, checked every millisecond, bounded. */
+static int run_until(async_run_t *ar, int (*pred)(async_run_t *),
+                     double seconds) {
+  if (pred(ar)) return 0;
+  ar->pred = pred;
+  ar->pred_ok = 0;
+  ar->deadline = now_ns() + (uint64_t)(seconds * 1e9);
+  ev_timer_init(&ar->tick, async_tick, 0.001, 0.001);
+  ar->tick.data = ar;
+  ev_timer_start(ar->loop, &ar->tick);
+  ev_run(ar->loop, 0);
+  ev_timer_stop(ar->loop, &ar->tick);
+  return ar->pred_ok ? 0 : -1;
+}
+
+static int pred_all_idle(async_run_t *ar) {
+  unsigned idle = 0;
+  return pool_idle(ar->pool, &idle, NULL) == 0 && idle >= ar->m;
+}
+
+static int pred_none_waiting(async_run_t *ar) { return ar->nwaiting == 0; }
+
+static int pred_closed(async_run_t *ar) { return ar->closed; }
+
+static void async_pool_closed(qorb_pool_t *pool, int status, void *arg) {
+  async_run_t *ar = arg;
+  (void)pool;
+  (void)status;
+  ar->closed = 1;
+}
+
+static int run_async(unsigned m, unsigned k, double seconds, result_t *res,
+                     mock_ctx_t *mctx) {
+  async_run_t ar;
+  unsigned i;
+  uint64_t t0;
+  int rc = -1;
+
+  memset(res, 0, sizeof(*res));
+  memset(&ar, 0, sizeof(ar));
+  ar.m = m;
+  ar.k = k;
+  ar.loop = ev_loop_new(EVFLAG_AUTO);
+  ar.cl = calloc(k, sizeof(*ar.cl));
+  ar.w.cap = (size_t)(seconds * 60e6 / (SAMPLE_MASK + 1)) * 2 + 1024;
+  ar.w.samples = malloc(ar.w.cap * sizeof(uint32_t));
+  if (ar.loop == NULL || ar.cl == NULL || ar.w.samples == NULL) goto out;
+  for (i = 0; i < k; i++) ar.cl[i].ar = &ar;
+  if (make_pool(&ar.pool, ar.loop, m, mctx) != 0) goto out;
+  if (run_until(&ar, pred_all_idle, 10.0) != 0) {
+    fprintf(stderr, "claim: async pool: slots not idle after 10 s\n");
+    goto close;
+  }
+
+  ev_idle_init(&ar.drive, async_drive);
+  ar.drive.data = &ar;
+  ev_timer_init(&ar.stop_timer, async_stop, seconds, 0.);
+  ar.stop_timer.data = &ar;
+  ev_now_update(ar.loop);
+  t0 = now_ns();
+  ev_idle_start(ar.loop, &ar.drive);
+  ev_timer_start(ar.loop, &ar.stop_timer);
+  ev_run(ar.loop, 0);
+  ev_timer_stop(ar.loop, &ar.stop_timer);
+  ev_idle_stop(ar.loop, &ar.drive);
+  if (!ar.stop) { /* ev_run returned for another reason */
+    ar.stop = 1;
+    ar.w.end_ns = now_ns();
+  }
+
+  res->cycles = ar.w.cycles;
+  res->ops_per_s = ar.w.end_ns > t0 ? (double)ar.w.cycles * 1e9 /
+                                          (double)(ar.w.end_ns - t0)
+                                    : 0;
+  res->violations = ar.w.violations;
+  res->errors = ar.w.errors;
+  res->first_error = ar.w.first_error;
+  res->fallbacks = ar.fallbacks;
+  res->starved = ar.w.cycles == 0;
+  if (finish_latency(res, &ar.w, 1) != 0) goto close;
+  rc = 0;
+
+close:
+  /* Give everything back; queued claims are served, then handed back. */
+  for (i = 0; i < k; i++)
+    if (ar.cl[i].claim) async_give_back(&ar.cl[i]);
+  if (run_until(&ar, pred_none_waiting, 10.0) != 0)
+    fprintf(stderr, "claim: async: %u claims still queued\n", ar.nwaiting);
+  if (qorb_pool_close(ar.pool, async_pool_closed, &ar) == 0 &&
+      run_until(&ar, pred_closed, 10.0) != 0) {
+    fprintf(stderr, "claim: async pool did not close within 10 s\n");
+    rc = -1;
+    /* The pool still has watchers on the loop: leave both be. */
+    ar.loop = NULL;
+  }
+out:
+  if (ar.loop) ev_loop_destroy(ar.loop);
+  free(ar.cl);
+  free(ar.w.samples);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Options and main                                                          */
+
+static int parse_list(const char *s, unsigned *out, unsigned *n,
+                      unsigned max_value) {
+  char *end;
+  *n = 0;
+  while (*s) {
+    unsigned long v;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (end == s || errno || v == 0 || v > max_value || *n == MAX_LIST)
+      return -1;
+    out[(*n)++] = (unsigned)v;
+    s = end;
+    if (*s == ',') s++;
+    else if (*s) return -1;
+  }
+  return *n ? 0 : -1;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: claim [--seconds S] [--threads 1,2,4,8,16,32] "
+          "[--pools 8,32]\n"
+          "             [--modes threads,floor,async] [--claimants K] "
+          "[--no-check]\n"
+          "  --seconds S    measured time per configuration (default 0.5)\n"
+          "  --threads L    thread counts for the threads and floor modes\n"
+          "  --pools L      pool sizes (max_slots = spares = M)\n"
+          "  --modes L      which modes to run (default all three)\n"
+          "  --claimants K  concurrent claimants in async mode (default M)\n"
+          "  --no-check     skip the held-flag CAS (in every mode)\n");
+}
+
+/* Median cost of the two clock reads around a sampled cycle. */
+static uint64_t clock_overhead(void) {
+  uint32_t s[1001];
+  unsigned i;
+  for (i = 0; i < 1001; i++) {
+    uint64_t a = now_ns(), b = now_ns();
+    s[i] = (uint32_t)(b - a);
+  }
+  qsort(s, 1001, sizeof(s[0]), cmp_u32);
+  return s[500];
+}
+
+int main(int argc, char **argv) {
+  unsigned threads[MAX_LIST] = {1, 2, 4, 8, 16, 32}, nthreads = 6;
+  unsigned pools[MAX_LIST] = {8, 32}, npools = 2;
+  unsigned claimants = 0;
+  int do_threads = 1, do_floor = 1, do_async = 1;
+  double seconds = 0.5;
+  unsigned pi, ti;
+  int i, failed = 0;
+  uint64_t total_violations = 0;
+  unsigned total_starved = 0;
+
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(a, "--seconds") == 0 && v) {
+      seconds = strtod(v, NULL);
+      if (!(seconds >= 0.01 && seconds <= 30)) {
+        fprintf(stderr, "claim: --seconds must be in [0.01, 30]\n");
+        return 2;
+      }
+      i++;
+    } else if (strcmp(a, "--threads") == 0 && v) {
+      if (parse_list(v, threads, &nthreads, MAX_THREADS) != 0) {
+        fprintf(stderr, "claim: bad --threads list (1..%d)\n", MAX_THREADS);
+        return 2;
+      }
+      i++;
+    } else if (strcmp(a, "--pools") == 0 && v) {
+      if (parse_list(v, pools, &npools, MAX_POOL) != 0) {
+        fprintf(stderr, "claim: bad --pools list (1..%d)\n", MAX_POOL);
+        return 2;
+      }
+      i++;
+    } else if (strcmp(a, "--modes") == 0 && v) {
+      do_threads = strstr(v, "threads") != NULL;
+      do_floor = strstr(v, "floor") != NULL;
+      do_async = strstr(v, "async") != NULL;
+      if (!do_threads && !do_floor && !do_async) {
+        fprintf(stderr, "claim: --modes needs threads, floor or async\n");
+        return 2;
+      }
+      i++;
+    } else if (strcmp(a, "--no-check") == 0) {
+      g_check = 0;
+    } else if (strcmp(a, "--claimants") == 0 && v) {
+      unsigned n;
+      unsigned list[MAX_LIST];
+      if (parse_list(v, list, &n, MAX_POOL) != 0 || n != 1) {
+        fprintf(stderr, "claim: bad --claimants\n");
+        return 2;
+      }
+      claimants = list[0];
+      i++;
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
+
+  printf("# bench=claim seconds=%.2f sample=1/%u check=%s clock_pair_ns=%llu "
+         "(included in p50/p99)\n",
+         seconds, SAMPLE_MASK + 1, g_check ? "on" : "off",
+         (unsigned long long)clock_overhead());
+  fflush(stdout);
+
+  for (pi = 0; pi < npools; pi++) {
+    unsigned m = pools[pi];
+    mock_ctx_t mctx;
+    qorb_pool_t *pool = NULL;
+    floor_list_t floor;
+    int have_floor = 0;
+
+    atomic_init(&mctx.opened, 0u);
+    atomic_init(&mctx.closed, 0u);
+    if (do_threads) {
+      if (make_pool(&pool, NULL, m, &mctx) != 0 ||
+          wait_idle_threads(pool, m, 10000000000ull) != 0) {
+        failed = 1;
+        if (pool) qorb_pool_close(pool, NULL, NULL);
+        pool = NULL;
+      }
+    }
+    if (do_floor) {
+      if (floor_init(&floor, m) != 0) {
+        fprintf(stderr, "claim: out of memory\n");
+        return 1;
+      }
+      have_floor = 1;
+    }
+
+    for (ti = 0; ti < nthreads; ti++) {
+      unsigned n = threads[ti];
+      result_t rq, rf;
+      int have_q = 0, have_f = 0;
+      if (pool) {
+        if (run_threads(MODE_QORB, pool, NULL, n, seconds, &rq) == 0) {
+          print_result("threads", n, m, &rq);
+          total_violations += rq.violations;
+          total_starved += rq.starved;
+          have_q = 1;
+        } else {
+          failed = 1;
+        }
+      }
+      if (have_floor) {
+        if (run_threads(MODE_FLOOR, NULL, &floor, n, seconds, &rf) == 0) {
+          print_result("floor", n, m, &rf);
+          have_f = 1;
+        } else {
+          failed = 1;
+        }
+      }
+      if (have_q && have_f)
+        printf("bench=claim ratio threads=%u pool=%u qorb_over_floor=%.2f\n",
+               n, m, rf.ops_per_s > 0 ? rq.ops_per_s / rf.ops_per_s : 0.0);
+      fflush(stdout);
+    }
+
+    if (pool) {
+      unsigned idle = 0, claimed = 0;
+      if (pool_idle(pool, &idle, &claimed) == 0 && claimed != 0) {
+        fprintf(stderr, "claim: %u slots still claimed after the runs\n",
+                claimed);
+        failed = 1;
+      }
+      qorb_pool_close(pool, NULL, NULL);
+      if (atomic_load(&mctx.opened) != atomic_load(&mctx.closed)) {
+        fprintf(stderr, "claim: %u connections opened, %u closed\n",
+                atomic_load(&mctx.opened), atomic_load(&mctx.closed));
+        failed = 1;
+      }
+    }
+    if (have_floor) floor_fini(&floor);
+
+    if (do_async) {
+      result_t ra;
+      mock_ctx_t actx;
+      atomic_init(&actx.opened, 0u);
+      atomic_init(&actx.closed, 0u);
+      if (run_async(m, claimants ? claimants : m, seconds, &ra, &actx) == 0) {
+        print_result("async", 1, m, &ra);
+        total_violations += ra.violations;
+        total_starved += ra.starved;
+      } else {
+        failed = 1;
+      }
+      if (atomic_load(&actx.opened) != atomic_load(&actx.closed)) {
+        fprintf(stderr, "claim: async: %u connections opened, %u closed\n",
+                atomic_load(&actx.opened), atomic_load(&actx.closed));
+        failed = 1;
+      }
+    }
+  }
+
+  if (total_violations || total_starved) {
+    fprintf(stderr, "claim: %llu violations, %u starved threads\n",
+            (unsigned long long)total_violations, total_starved);
+    failed = 1;
+  }
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * common.h: what every qorb header needs. The export macro, the error codes
+ * (one X-macro list that makes the enum, qorb_strerror() and
+ * qorb_err_name()), the allocator hook, the log callback type and the
+ * backend address that resolvers produce and connectors consume.
+ */
+#ifndef QORB_COMMON_H
+#define QORB_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(QORB_STATIC)
+#define QORB_EXTERN
+#elif defined(__GNUC__)
+#define QORB_EXTERN __attribute__((visibility("default")))
+#else
+#define QORB_EXTERN
+#endif
+
+/*
+ * Error codes. Every call that can fail returns 0 or one of these (always
+ * negative). System errors pass through as -errno; qorb's own codes sit in
+ * -4000 ... -4099 so they never collide with an errno.
+ */
+#define QORB_ERRNO_MAP(X)                                                    \
+  X(EINVAL, -4000, "invalid argument")                                       \
+  X(ENOMEM, -4001, "out of memory")                                          \
+  X(EAGAIN, -4002, "no idle connection right now")                           \
+  X(ETIMEDOUT, -4003, "timed out")                                           \
+  X(ENOBACKENDS, -4004, "no backends known")                                 \
+  X(ENOTONLINE, -4005, "backends known, but none online")                    \
+  X(EALLINUSE, -4006, "all connections in use")                              \
+  X(EQUEUEFULL, -4007, "claim queue full")                                   \
+  X(ESHUTDOWN, -4008, "pool terminated")                                     \
+  X(ECANCELED, -4009, "canceled")                                            \
+  X(EBADADDR, -4010, "malformed backend address")                            \
+  X(EPOLICY, -4011, "invalid pool policy")                                   \
+  X(ECONNECT, -4012, "connect failed")                                       \
+  X(ECHECK, -4013, "health check failed")                                    \
+  X(ERECYCLE, -4014, "recycle failed")                                       \
+  X(EACQUIRE, -4015, "on_acquire failed")                                    \
+  X(EPROTO, -4016, "unexpected reply from server")                           \
+  X(EAUTH, -4017, "authentication failed")                                   \
+  X(EROLE, -4018, "backend has the wrong role")                              \
+  X(EBUSY, -4019, "not allowed in this state")                               \
+  X(ECONFIG, -4020, "invalid connector configuration")                       \
+  X(ENOTSUP, -4021, "not supported")                                         \
+  X(EBROKEN, -4022, "connection released as broken")                         \
+  X(ECLOSED, -4023, "connection closed by peer")
+
+enum qorb_errno {
+#define QORB__ERR_ENUM(name, code, text) QORB_##name = (code),
+  QORB_ERRNO_MAP(QORB__ERR_ENUM)
+#undef QORB__ERR_ENUM
+};
+
+/**
+ * Text for an error code.
+ * @param err  a qorb code or -errno.
+ * @return a static string; never NULL ("unknown error" for codes we do not
+ *         know).
+ * Ownership: the string is static. Thread: any.
+ */
+QORB_EXTERN const char *qorb_strerror(int err);
+
+/**
+ * The symbolic name of an error code, such as "QORB_ENOTONLINE" or "ECONNREFUSED".
+ * @return a static string; never NULL.
+ * Ownership: static. Thread: any.
+ */
+QORB_EXTERN const char *qorb_err_name(int err);
+
+/**
+ * Replace the allocator for every later qorb allocation. Call it before any
+ * other qorb call, or not at all. A NULL argument restores the libc default
+ * for that function.
+ * @return 0.
+ * Thread: before any other qorb call, from one thread.
+ */
+QORB_EXTERN int qorb_set_allocator(void *(*malloc_fn)(size_t),
+                                   void *(*calloc_fn)(size_t, size_t),
+                                   void *(*realloc_fn)(void *, size_t),
+                                   void (*free_fn)(void *));
+
+/** Log levels passed to a qorb_log_cb. */
+typedef enum qorb_log_level {
+  QORB_LOG_DEBUG = 0,
+  QORB_LOG_INFO = 1,
+  QORB_LOG_WARN = 2,
+  QORB_LOG_ERROR = 3
+} qorb_log_level_t;
+
+/**
+ * Log callback. qorb never prints; a pool with a log callback in its policy
+ * reports through it (leaked claims, backend failures, state changes).
+ * Callback: on the pool loop thread, any number of times. `msg` is valid
+ * only during the call.
+ */
+typedef void (*qorb_log_cb)(const char *pool_name, qorb_log_level_t level,
+                            const char *msg, void *arg);
+
+/**
+ * One backend: a numeric address and a port. Resolvers produce these;
+ * connectors receive them. Plain data.
+ */
+typedef struct qorb_addr {
+  int family;     /**< AF_INET or AF_INET6 */
+  uint16_t port;  /**< port, host byte order */
+  char host[46];  /**< numeric address text, e.g. "127.0.0.2" or "::1" */
+  char text[56];  /**< "host:port", IPv6 in brackets: "[::1]:5432" */
+} qorb_addr_t;
+
+/**
+ * Parse "host:port" (IPv4 "1.2.3.4:5", IPv6 "[::1]:5") into `out`. Only
+ * numeric addresses: resolving names is a resolver's work.
+ * @return 0, QORB_EINVAL for NULL arguments, QORB_EBADADDR for malformed
+ *         text (no port, port 0 or over 65535, an IPv6 address without
+ *         brackets, trailing characters).
+ * Ownership: nothing is kept. Thread: any.
+ */
+QORB_EXTERN int qorb_addr_parse(const char *text, qorb_addr_t *out);
+
+/**
+ * Fill `out` from a numeric host and a port.
+ * @return 0, QORB_EINVAL for NULL, QORB_EBADADDR when host is not a numeric
+ *         IPv4 or IPv6 address or port is 0.
+ * Thread: any.
+ */
+QORB_EXTERN int qorb_addr_set(qorb_addr_t *out, const char *host,
+                              uint16_t port);
+
+/** 1 when two addresses name the same backend, 0 otherwise. Thread: any. */
+QORB_EXTERN int qorb_addr_equal(const qorb_addr_t *a, const qorb_addr_t *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QORB_COMMON_H */

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * connector.h: the interface for connector authors. A connector knows how to
+ * open, check, prepare, clean and close one kind of connection to one
+ * backend. qorb ships libpq and hiredis connectors; examples/echo_connector.c
+ * is a small one written to be read before writing your own.
+ *
+ * The model: every connection is one object of the connector's own (`conn`).
+ * qorb asks for asynchronous operations on it through the op table below and
+ * hands each one a `qorb_op_t *`, the slot that owns the connection. The
+ * connector finishes each operation by calling qorb_op_done() exactly once,
+ * from the pool loop. qorb enforces every timeout itself: when one expires it
+ * calls `close`, which must abort whatever is in flight without ever calling
+ * qorb_op_done() for it.
+ */
+#ifndef QORB_CONNECTOR_H
+#define QORB_CONNECTOR_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ev_loop;
+
+/** The slot that owns one connection, as seen by its connector. Opaque. */
+typedef struct qorb_op qorb_op_t;
+
+/** A connector instance: an op table and its context. Opaque. */
+typedef struct qorb_connector qorb_connector_t;
+
+#define QORB_CONNECTOR_OPS_VERSION 1
+
+/**
+ * The connector op table. Keep it `static const`. Every op runs on the pool
+ * loop thread except `needs_recycle`, which runs on whichever thread releases
+ * a claim.
+ *
+ * Asynchronous ops (`connect`, `check`, `prepare`, `recycle`) return 0 when
+ * started, and then call qorb_op_done(op, status) exactly once, from the pool
+ * loop (possibly before the op returns). They return a negative code when
+ * they fail before starting; then qorb_op_done() must not be called.
+ */
+typedef struct qorb_connector_ops {
+  unsigned version; /**< QORB_CONNECTOR_OPS_VERSION */
+  const char *name; /**< short name for stats and probes, e.g. "pg" */
+
+  /**
+   * Start connecting to `addr`. On return 0, `*conn` must hold the new
+   * connection object (qorb passes it to every later op and to `close`).
+   * qorb_op_loop(op) gives the loop to attach watchers to.
+   */
+  int (*connect)(void *ctx, qorb_op_t *op, const qorb_addr_t *addr,
+                 void **conn);
+
+  /** Health check of an idle connection (a real round trip). NULL: none. */
+  int (*check)(void *ctx, qorb_op_t *op, void *conn);
+
+  /**
+   * on_acquire: prepare a connection for its next claimant. It runs after
+   * every connect and every recycle, before the connection can be claimed,
+   * so that a claim itself never waits for I/O. NULL: nothing to prepare.
+   */
+  int (*prepare)(void *ctx, qorb_op_t *op, void *conn);
+
+  /**
+   * on_recycle: clean a released connection (roll back, reset session
+   * state) so that nothing crosses from one claimant to the next. A failure
+   * closes the connection; it is never handed out dirty. NULL: nothing to
+   * clean.
+   */
+  int (*recycle)(void *ctx, qorb_op_t *op, void *conn);
+
+  /**
+   * Decide on release, without I/O and without blocking: 0 when the
+   * connection is already clean and can go straight back to the idle set
+   * (no `recycle` or `prepare` runs), 1 when `recycle` must run, a negative
+   * code when it is broken and must be closed. Called from the releasing
+   * thread. NULL: recycle always runs (if there is one).
+   */
+  int (*needs_recycle)(void *ctx, void *conn);
+
+  /**
+   * Abort any op in flight on `conn` (without calling qorb_op_done), close
+   * the connection and free `conn`. Must not fail. Required.
+   */
+  void (*close)(void *ctx, void *conn);
+
+  /** Free `ctx` when the connector is freed. NULL: nothing to free. */
+  void (*destroy)(void *ctx);
+} qorb_connector_ops_t;
+
+/**
+ * Make a connector from an op table and a context.
+ * @param out  receives the connector.
+ * @param ops  the op table; must outlive the connector (make it static).
+ * @param ctx  the connector's context, passed to every op.
+ * @return 0, QORB_EINVAL (NULL `out` or `ops`, wrong version, no
+ *         `connect` or `close`), QORB_ENOMEM.
+ * Ownership: the connector keeps `ops` and `ctx`; ops->destroy(ctx) runs
+ * when the connector is freed. If this call fails, `ctx` stays the caller's.
+ * Thread: any.
+ */
+QORB_EXTERN int qorb_connector_new(qorb_connector_t **out,
+                                   const qorb_connector_ops_t *ops, void *ctx);
+
+/**
+ * Free a connector that no pool owns (one whose qorb_pool_new() failed, or
+ * that was never given to a pool). A pool frees its own connector.
+ * Thread: any. NULL is ignored.
+ */
+QORB_EXTERN void qorb_connector_free(qorb_connector_t *c);
+
+/** The context given to qorb_connector_new(). Thread: any. */
+QORB_EXTERN void *qorb_connector_ctx(const qorb_connector_t *c);
+
+/**
+ * Finish the asynchronous op in flight on this slot.
+ * @param status  0 for success, a negative code for failure.
+ * Callback contract: exactly once per started op, from the pool loop.
+ * Thread: the pool loop.
+ */
+QORB_EXTERN void qorb_op_done(qorb_op_t *op, int status);
+
+/**
+ * Record the detail of a failure (the server's or the library's text). It
+ * is copied into the backend's bounded error buffer, readable later through
+ * qorb_pool_backend_error() and the stats snapshot.
+ * Thread: the pool loop.
+ */
+QORB_EXTERN void qorb_op_set_error(qorb_op_t *op, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/** The pool loop that this op runs on. Thread: the pool loop. */
+QORB_EXTERN struct ev_loop *qorb_op_loop(const qorb_op_t *op);
+
+/** The backend address of this op's slot. Thread: the pool loop. */
+QORB_EXTERN const qorb_addr_t *qorb_op_addr(const qorb_op_t *op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QORB_CONNECTOR_H */

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pg.h: qorb-pg, the PostgreSQL connector (libpq). Link libqorb-pg
+ * (pkg-config qorb-pg, CMake qorb::pg). A pool built with it hands out
+ * PGconn handles that are connected, recently checked, of the wanted role
+ * (primary or standby) and clean: no transaction, no session state left
+ * by the previous claimant.
+ *
+ * What qorb-pg does with each connection:
+ *   connect   PQconnectStartParams + PQconnectPoll on the pool loop, with
+ *             the template's parameters plus the backend's hostaddr and
+ *             port; TCP keepalives and tcp_user_timeout on. When a role is
+ *             required, `SELECT pg_is_in_recovery()` before it is usable.
+ *             The pool's connect_timeout_ms bounds the whole of it.
+ *   check     a round trip (`SELECT 1`, or the role query when a role is
+ *             required), bounded by the pool's health_check_timeout_ms.
+ *   prepare   the options' acquire_sql, if any, before every claim.
+ *   recycle   ROLLBACK when a transaction is open or failed, then the
+ *             reset SQL (`DISCARD ALL` by default), after each release that
+ *             needs it. A release with nothing to clean costs no round
+ *             trip.
+ *
+ * Using a claimed PGconn. It is yours from the claim until qorb_release():
+ *   - Blocking use from the claiming thread (PQexec, PQexecParams, ...)
+ *     works: the connection is handed out in blocking mode.
+ *   - Asynchronous use (PQsendQuery, PQconsumeInput, PQgetResult) works on
+ *     the pool loop, with an ev_io of your own on PQsocket(): qorb keeps no
+ *     watcher on the socket while the connection is claimed. Stop your
+ *     watcher before releasing.
+ *   - Never call PQfinish(), PQreset() or PQresetStart() on it: the pool
+ *     owns the PGconn. To get rid of a connection, qorb_release_broken().
+ *   - Release it idle: read every result until PQgetResult() returns NULL,
+ *     finish COPY, leave pipeline mode. A connection released with a query
+ *     in flight, in COPY or in pipeline mode is closed, not reused. An
+ *     open or failed transaction is rolled back for you.
+ *   - PQsetnonblocking(), notice receivers and processors, error verbosity
+ *     and context visibility, and PQtrace() may be changed while claimed;
+ *     qorb puts them back to libpq's defaults at release, so do not rely on
+ *     them outliving the claim.
+ *   - Session state (SET, SET ROLE, temporary tables, prepared statements,
+ *     LISTEN, advisory locks, ...) is cleared by the default reset
+ *     (`DISCARD ALL`). With `reset_sql` NULL it is kept and the next
+ *     claimant sees it: choose that only when every claimant leaves the
+ *     session as it found it (the same contract as PgBouncer's transaction
+ *     mode). Notifications that libpq had queued are dropped when a reset
+ *     runs.
+ *   - When in doubt (an error you do not understand, a timeout of your own,
+ *     an interrupted protocol exchange), release it as broken.
+ *
+ * Errors. A failed connect, check, prepare or recycle is recorded with
+ * libpq's own text (PQerrorMessage() or the server's error), readable in
+ * the pool's stats snapshot (qorb_backend_stats_t.last_error). Claims fail
+ * with the pool's codes (QORB_ENOTONLINE when no backend can be reached,
+ * ...); the text says why.
+ *
+ * Memory: libpq has no allocator hook, and neither has this connector: both
+ * use malloc(3).
+ */
+#ifndef QORB_PG_H
+#define QORB_PG_H
+
+#include <libpq-fe.h>
+
+#include "common.h"
+#include "connector.h"
+#include "pool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Which backends a pool may use. */
+typedef enum qorb_pg_role {
+  QORB_PG_ROLE_ANY = 0,     /**< any backend (no role query) */
+  QORB_PG_ROLE_PRIMARY = 1, /**< only primaries: pg_is_in_recovery() false */
+  QORB_PG_ROLE_STANDBY = 2  /**< only standbys: pg_is_in_recovery() true */
+} qorb_pg_role_t;
+
+/** The default reset_sql. */
+#define QORB_PG_DISCARD_ALL "DISCARD ALL"
+
+/**
+ * Connector options: plain data, initialised by qorb_pg_options_init();
+ * new fields are only ever appended. Strings are copied by
+ * qorb_pg_connector_new().
+ *
+ * The connection template is `conninfo` and/or `keywords`/`values`, in
+ * libpq's own syntax (see "Connection Strings" in the libpq manual). When
+ * both are given, `keywords` override `conninfo`. For every connection,
+ * qorb replaces `hostaddr` and `port` with the backend's address, which the
+ * pool's resolver supplies. `host` is kept when it names one host (it is
+ * then what TLS verify-full checks and what password files match);
+ * otherwise (no host, a socket folder, a list of hosts) host is set to the
+ * backend's numeric address. Every other keyword (user, dbname, password,
+ * sslmode, application_name, options, target_session_attrs, ...) is used as
+ * written; libpq's environment variables apply to keywords not given.
+ * `connect_timeout` is not applied by libpq to non-blocking connects: the
+ * pool's connect_timeout_ms bounds connects instead.
+ */
+typedef struct qorb_pg_options {
+  size_t size; /**< set by qorb_pg_options_init() */
+
+  /** conninfo string ("user=app dbname=app sslmode=require") or URI
+      ("postgresql://app@db.example/app?sslmode=require"); NULL or "":
+      none (default NULL). */
+  const char *conninfo;
+  /** NULL-terminated keyword array, as for PQconnectdbParams(), or NULL
+      (default). Entries whose value is NULL or "" are skipped. `dbname` is
+      not expanded as a connection string. */
+  const char *const *keywords;
+  /** the values, index for index with `keywords` (required with them) */
+  const char *const *values;
+
+  /** which backends to use (default QORB_PG_ROLE_ANY) */
+  qorb_pg_role_t role;
+
+  /** SQL run on release to clear session state, after a ROLLBACK when a
+      transaction was left open (default QORB_PG_DISCARD_ALL). NULL or "":
+      no reset; a release with the transaction idle then costs nothing. */
+  const char *reset_sql;
+  /** SQL run on every connection before it is handed to a claimant, such
+      as "SET application_name = 'api'" (default NULL: none). When set,
+      every release is followed by a round trip. */
+  const char *acquire_sql;
+
+  /* TCP settings, so that a peer that vanished (power loss, partition) is
+     noticed in seconds rather than in the kernel's two hours. A keyword of
+     the same name in the template wins over these fields. */
+  int keepalives;                 /**< 1 on (default), 0 off */
+  unsigned keepalives_idle_s;     /**< idle time before probing (5);
+                                       0: the system's default */
+  unsigned keepalives_interval_s; /**< between probes (2); 0: system's */
+  unsigned keepalives_count;      /**< probes before giving up (3);
+                                       0: system's */
+  unsigned tcp_user_timeout_ms;   /**< unacknowledged data timeout (10000);
+                                       0: the system's default */
+} qorb_pg_options_t;
+
+/** Fill `o` with the defaults. Thread: any. */
+#define qorb_pg_options_init(o) qorb_pg_options_init_((o), sizeof(*(o)))
+QORB_EXTERN void qorb_pg_options_init_(qorb_pg_options_t *o, size_t size);
+
+/**
+ * Make a PostgreSQL connector, to be given to qorb_pool_new().
+ * The template is parsed with libpq's own parser here, so that a mistake
+ * shows now rather than at the first connect.
+ * @param out     receives the connector.
+ * @param opts    initialised with qorb_pg_options_init(); NULL for the
+ *                defaults (libpq's environment variables and defaults).
+ * @param err     if not NULL, receives the reason on QORB_ECONFIG (libpq's
+ *                message for a malformed conninfo, URI or keyword).
+ * @param errlen  size of `err`.
+ * @return 0, QORB_EINVAL (NULL `out`, `size` not set by
+ *         qorb_pg_options_init(), `keywords` without `values`, an unknown
+ *         role), QORB_ECONFIG (malformed template), QORB_ENOMEM.
+ * Ownership: every string is copied; nothing of `opts` is kept. The pool
+ * that takes the connector frees it; otherwise qorb_connector_free().
+ * Thread: any.
+ */
+QORB_EXTERN int qorb_pg_connector_new(qorb_connector_t **out,
+                                      const qorb_pg_options_t *opts,
+                                      char *err, size_t errlen);
+
+/**
+ * The PGconn of a claim from a pool whose connector is qorb-pg.
+ * @return the connection, or NULL for a NULL claim.
+ * Ownership: the pool's; borrowed until qorb_release() or
+ * qorb_release_broken(). Never PQfinish() it (see the top of this file for
+ * what may be done with it).
+ * Thread: the claimant's.
+ */
+QORB_EXTERN PGconn *qorb_pg_conn(const qorb_claim_t *claim);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QORB_PG_H */

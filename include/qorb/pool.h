@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool.h: the pool. It owns a resolver and a connector, keeps one slot set
+ * per backend, and hands out claims on connections that are open, healthy
+ * and clean.
+ *
+ * Threads. All slot work runs on one libev loop, the pool loop: either the
+ * application's (pass it to qorb_pool_new() and run it) or one on a thread
+ * the pool owns (pass NULL). Claims come three ways:
+ *   - qorb_pool_try_claim(): never waits; an idle connection or QORB_EAGAIN.
+ *   - qorb_pool_claim_wait(): blocks the calling thread up to a timeout.
+ *   - qorb_pool_claim(): a callback on the pool loop, never from inside the
+ *     call.
+ * try_claim, claim_wait, release and stats may be called from any thread;
+ * when an idle connection exists, claim and release take no lock, make no
+ * system call and allocate nothing.
+ */
+#ifndef QORB_POOL_H
+#define QORB_POOL_H
+
+#include "common.h"
+#include "connector.h"
+#include "resolver.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ev_loop;
+
+typedef struct qorb_pool qorb_pool_t;
+/** A claimed connection. Opaque; valid until released. */
+typedef struct qorb_claim qorb_claim_t;
+
+/**
+ * Pool policy: every knob, with defaults from qorb_policy_init(). Plain
+ * data; new fields are only ever appended. Times are in milliseconds.
+ */
+typedef struct qorb_policy {
+  size_t size;                  /**< set by qorb_policy_init() */
+  const char *name;             /**< pool name for stats, logs and probes
+                                     (copied; default "qorb") */
+  unsigned spares_wanted;       /**< idle connections kept beyond the claimed
+                                     ones (default 2) */
+  unsigned max_slots;           /**< connections over all backends (16) */
+  unsigned max_slots_per_backend;  /**< cap per backend; 0 = max_slots (0) */
+  unsigned max_connecting_per_backend; /**< concurrent connection attempts
+                                     per backend (2) */
+  unsigned max_waiters;         /**< bounded claim queue; further claims fail
+                                     at once with QORB_EQUEUEFULL (1024) */
+  unsigned claim_timeout_ms;    /**< default wait for a claim (5000) */
+  unsigned connect_timeout_ms;  /**< one connection attempt (5000) */
+  unsigned min_backoff_ms;      /**< first reconnect delay (50) */
+  unsigned max_backoff_ms;      /**< backoff cap (10000) */
+  unsigned backoff_spread_ms;   /**< random extra in [0, spread) (100) */
+  unsigned health_interval_ms;  /**< idle health checks; 0 = off (30000) */
+  unsigned health_check_timeout_ms; /**< bound on one check (2000) */
+  unsigned acquire_timeout_ms;  /**< bound on on_acquire (5000) */
+  unsigned recycle_timeout_ms;  /**< bound on on_recycle (5000) */
+  unsigned rebalance_interval_ms; /**< periodic rebalance (1000) */
+  unsigned failure_window_ms;   /**< window of the failure count that ranks
+                                     backends (60000) */
+  unsigned max_lifetime_ms;     /**< retire connections this old, minus up to
+                                     2.5% jitter; 0 = never (1800000) */
+  unsigned idle_timeout_ms;     /**< shrink towards the spares after demand
+                                     has been lower this long; 0 = never
+                                     (600000) */
+  unsigned leak_threshold_ms;   /**< report claims held longer; 0 = off (0) */
+  qorb_log_cb log_cb;           /**< optional log callback */
+  void *log_arg;                /**< its argument */
+} qorb_policy_t;
+
+/** Fill `p` with the defaults. Thread: any. */
+#define qorb_policy_init(p) qorb_policy_init_((p), sizeof(*(p)))
+QORB_EXTERN void qorb_policy_init_(qorb_policy_t *p, size_t size);
+
+/**
+ * Check a policy without making a pool.
+ * @param err     if not NULL, receives a message naming the bad field.
+ * @return 0, QORB_EINVAL (NULL, or `size` not set by qorb_policy_init()),
+ *         QORB_EPOLICY (a value out of range: max_slots 0, spares over
+ *         max_slots, min_backoff over max_backoff, a zero timeout, ...).
+ * Thread: any.
+ */
+QORB_EXTERN int qorb_policy_validate(const qorb_policy_t *p, char *err,
+                                     size_t errlen);
+
+/**
+ * Make a pool and start it: the resolver starts and slots begin to connect.
+ * @param out        receives the pool.
+ * @param loop       the application's libev loop, or NULL for a loop on a
+ *                   thread the pool owns. With the application's loop, call
+ *                   this on the loop's thread (or before the loop runs).
+ * @param policy     NULL for the defaults.
+ * @param resolver   the resolver (required).
+ * @param connector  the connector (required).
+ * @param err        if not NULL, receives a message on QORB_EPOLICY.
+ * @return 0, QORB_EINVAL (NULL arguments), QORB_EPOLICY, QORB_ENOMEM,
+ *         -errno (thread or loop creation), or the resolver's start error.
+ * Ownership: on success the pool owns the resolver and the connector and
+ * frees them when it is closed; on failure they stay the caller's. The
+ * policy is copied.
+ * Thread: any for loop == NULL; the loop's thread otherwise.
+ */
+QORB_EXTERN int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
+                              const qorb_policy_t *policy,
+                              qorb_resolver_t *resolver,
+                              qorb_connector_t *connector, char *err,
+                              size_t errlen);
+
+/** Callback when a pool has finished closing. */
+typedef void (*qorb_close_cb)(qorb_pool_t *pool, int status, void *arg);
+
+/**
+ * Terminate the pool: stop the resolver, close idle and connecting
+ * connections, fail waiting claims with QORB_ESHUTDOWN, and close claimed
+ * connections as they are released. Closing finishes when the last claim
+ * has come back; the pool is then freed.
+ *
+ * With the application's loop: returns at once; `cb` (may be NULL) runs
+ * exactly once on the loop when closing has finished, with status 0, after
+ * which the loop holds no qorb watchers and `pool` is gone.
+ * With the pool's own thread: blocks until closing has finished and the
+ * thread is joined, then calls `cb` (if any) from the calling thread. If
+ * called on the pool's own thread (from a qorb callback), it returns at
+ * once and the thread finishes closing and frees itself.
+ * @return 0, QORB_EINVAL (NULL pool), QORB_EBUSY (close already called).
+ * Callback: if 0 is returned, exactly once; never if < 0.
+ * Thread: any for the pool's own thread; the loop's thread otherwise.
+ */
+QORB_EXTERN int qorb_pool_close(qorb_pool_t *pool, qorb_close_cb cb,
+                                void *arg);
+
+/** The pool loop. Thread: any. */
+QORB_EXTERN struct ev_loop *qorb_pool_loop(const qorb_pool_t *pool);
+
+/** The pool name from the policy. Thread: any. */
+QORB_EXTERN const char *qorb_pool_name(const qorb_pool_t *pool);
+
+/**
+ * Claim an idle connection without waiting. The macro records the call
+ * site for leak reports.
+ * @param claim  receives the claim on success.
+ * @return 0; QORB_EAGAIN when none is idle (or when earlier claims are
+ *         queued: they are served first); QORB_ENOTONLINE when every
+ *         known backend has failed; QORB_ESHUTDOWN after close;
+ *         QORB_EINVAL for NULL.
+ * Ownership: the claim is the caller's until qorb_release().
+ * Thread: any. No lock, system call or allocation.
+ */
+#define qorb_pool_try_claim(pool, claim) \
+  qorb_pool_try_claim_at((pool), (claim), __FILE__, __LINE__)
+QORB_EXTERN int qorb_pool_try_claim_at(qorb_pool_t *pool,
+                                       qorb_claim_t **claim, const char *file,
+                                       int line);
+
+/**
+ * Claim a connection, blocking the calling thread until one is free or
+ * `timeout_ms` passes. Waiters are served first-come first-served.
+ * @param timeout_ms  < 0 for the policy's claim_timeout_ms; 0 to not wait.
+ * @return 0; QORB_ENOBACKENDS (the resolver knows no backend),
+ *         QORB_ENOTONLINE (backends known, none online: returned at once
+ *         when every one of them has failed), QORB_EALLINUSE (timed out
+ *         while backends were online), QORB_EQUEUEFULL, QORB_ESHUTDOWN,
+ *         QORB_EINVAL.
+ * Thread: any thread except the pool loop's own (it would wait for itself:
+ * QORB_EBUSY there when the pool owns the thread).
+ */
+#define qorb_pool_claim_wait(pool, timeout_ms, claim) \
+  qorb_pool_claim_wait_at((pool), (timeout_ms), (claim), __FILE__, __LINE__)
+QORB_EXTERN int qorb_pool_claim_wait_at(qorb_pool_t *pool, int timeout_ms,
+                                        qorb_claim_t **claim,
+                                        const char *file, int line);
+
+/**
+ * Claim callback.
+ * @param status  0 with a claim, or the reason it failed (as for
+ *                qorb_pool_claim_wait), QORB_ECANCELED after
+ *                qorb_pool_claim_cancel(), QORB_ESHUTDOWN at close.
+ * @param claim   the claim when status is 0, NULL otherwise.
+ */
+typedef void (*qorb_claim_cb)(qorb_pool_t *pool, int status,
+                              qorb_claim_t *claim, void *arg);
+
+/**
+ * Claim asynchronously: `cb` runs on the pool loop when a connection is
+ * free, or with the reason when the claim fails. Never from inside this
+ * call, even when a connection is idle (use try_claim for that).
+ * @param timeout_ms  < 0 for the policy's claim_timeout_ms.
+ * @param id          if not NULL, receives an id for qorb_pool_claim_cancel().
+ * @return 0 (then `cb` runs exactly once), QORB_EINVAL, QORB_EQUEUEFULL,
+ *         QORB_ESHUTDOWN, QORB_ENOMEM (then `cb` never runs).
+ * Thread: any.
+ */
+#define qorb_pool_claim(pool, timeout_ms, cb, arg, id)                    \
+  qorb_pool_claim_at((pool), (timeout_ms), (cb), (arg), (id), __FILE__, \
+                     __LINE__)
+QORB_EXTERN int qorb_pool_claim_at(qorb_pool_t *pool, int timeout_ms,
+                                   qorb_claim_cb cb, void *arg, uint64_t *id,
+                                   const char *file, int line);
+
+/**
+ * Cancel a queued asynchronous claim: its callback runs with
+ * QORB_ECANCELED on the loop.
+ * @return 0, QORB_EINVAL, QORB_EAGAIN when the claim is not queued any
+ *         more (its callback has run or is about to run).
+ * Thread: the pool loop.
+ */
+QORB_EXTERN int qorb_pool_claim_cancel(qorb_pool_t *pool, uint64_t id);
+
+/**
+ * Release a claim: the connection is cleaned (if the connector says it
+ * needs it, on the pool loop, without making the caller wait) and made
+ * available again. After close, it is closed instead.
+ * @return 0, QORB_EINVAL (NULL).
+ * Ownership: the claim and its connection are the pool's again.
+ * Thread: any. No lock, system call or allocation when the connection is
+ * clean and nobody waits.
+ */
+QORB_EXTERN int qorb_release(qorb_claim_t *claim);
+
+/**
+ * Release a claim whose connection the caller knows to be broken: it is
+ * closed and replaced, never handed out again.
+ * @return 0, QORB_EINVAL. Thread: any.
+ */
+QORB_EXTERN int qorb_release_broken(qorb_claim_t *claim);
+
+/**
+ * The connector's connection object of a claim (e.g. a qorb-pg connection;
+ * connectors have typed accessors such as qorb_pg_conn()).
+ * Ownership: the pool's; valid until release. Thread: the claimant's.
+ */
+QORB_EXTERN void *qorb_claim_conn(const qorb_claim_t *claim);
+
+/** The backend address of a claim. Valid until release. Thread: any. */
+QORB_EXTERN const qorb_addr_t *qorb_claim_addr(const qorb_claim_t *claim);
+
+/** Per-backend statistics. */
+typedef struct qorb_backend_stats {
+  qorb_addr_t addr;
+  int online;             /**< 1 while at least one slot is connected */
+  unsigned connecting;    /**< slots connecting or waiting to reconnect */
+  unsigned idle;
+  unsigned checking;      /**< health check, prepare or recycle in flight */
+  unsigned claimed;
+  uint64_t claims;        /**< claims served from this backend */
+  uint64_t connects;      /**< successful connections */
+  uint64_t failures;      /**< failed connects, checks, recycles, prepares */
+  unsigned recent_failures; /**< within the failure window (ranking) */
+  char last_error[192];   /**< the last failure's text, "" when none */
+} qorb_backend_stats_t;
+
+/** Pool statistics. Plain data; appended to only. */
+typedef struct qorb_pool_stats {
+  size_t size;            /**< set by qorb_pool_stats_init() */
+  size_t backend_size;    /**< sizeof(qorb_backend_stats_t) of the caller */
+  int closing;            /**< 1 after qorb_pool_close() */
+  unsigned backends;      /**< known backends */
+  unsigned backends_online;
+  unsigned connecting, idle, checking, claimed; /**< slots, all backends */
+  unsigned waiters;       /**< queued claims now */
+  uint64_t claims;        /**< claims served */
+  uint64_t timeouts;      /**< claims that timed out */
+  uint64_t claim_failures; /**< claims that failed for any reason */
+  uint64_t queue_full;    /**< claims refused because the queue was full */
+  uint64_t leaks;         /**< claims held longer than leak_threshold_ms */
+} qorb_pool_stats_t;
+
+#define qorb_pool_stats_init(st) \
+  qorb_pool_stats_init_((st), sizeof(*(st)), sizeof(qorb_backend_stats_t))
+QORB_EXTERN void qorb_pool_stats_init_(qorb_pool_stats_t *st, size_t size,
+                                       size_t backend_size);
+
+/**
+ * Take a snapshot of the pool's statistics.
+ * @param st        initialised with qorb_pool_stats_init().
+ * @param backends  array of `cap` entries for per-backend stats, or NULL.
+ * @param n         if not NULL, receives the number of backends (it may
+ *                  exceed `cap`; only `cap` are filled).
+ * @return 0, QORB_EINVAL. Allocates nothing.
+ * Thread: any.
+ */
+QORB_EXTERN int qorb_pool_stats(qorb_pool_t *pool, qorb_pool_stats_t *st,
+                                qorb_backend_stats_t *backends, size_t cap,
+                                size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QORB_POOL_H */

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * redis.h: qorb-redis, the Redis connector (hiredis). Link libqorb-redis
+ * (pkg-config qorb-redis, CMake qorb::redis). A pool built with it hands
+ * out hiredis contexts that are connected, authenticated, in the configured
+ * database, of the wanted role (master or replica) and clean: nothing that
+ * the previous claimant left (MULTI, WATCH, another database, a client
+ * name, subscriptions) reaches the next one.
+ *
+ * Two flavours, chosen per connector:
+ *   QORB_REDIS_BLOCKING  a `redisContext *` for thread-per-request code:
+ *                        claim (qorb_pool_claim_wait), redisCommand(),
+ *                        release. The context is connected without
+ *                        blocking the pool loop and handed out in blocking
+ *                        mode.
+ *   QORB_REDIS_ASYNC     a `redisAsyncContext *` attached to the pool loop,
+ *                        for event-driven code: claim (qorb_pool_claim, or
+ *                        try_claim on the loop), redisAsyncCommand(), and
+ *                        release from a reply callback, all on the loop.
+ *
+ * What qorb-redis does with each connection:
+ *   connect   a non-blocking TCP connect (keepalive on by default), then
+ *             one pipelined round trip: RESET (to learn whether the server
+ *             has it), AUTH, SELECT and CLIENT SETNAME as configured, ROLE
+ *             when a role is required, and a PING. Any error fails the
+ *             connect with the server's text. The pool's connect_timeout_ms
+ *             bounds the whole of it.
+ *   check     PING (and ROLE when a role is required), bounded by the
+ *             pool's health_check_timeout_ms. A backend whose role no
+ *             longer matches fails its checks, so role-limited pools follow
+ *             a failover.
+ *   recycle   on Redis 6.2 and later: RESET, then AUTH, SELECT and CLIENT
+ *             SETNAME again. On older servers: DISCARD, UNWATCH, AUTH,
+ *             SELECT and CLIENT SETNAME (a connection that is subscribed
+ *             fails these and is closed). Bounded by recycle_timeout_ms.
+ *             Runs on the pool loop after the release: qorb_release()
+ *             never waits for it.
+ *   closed    instead of recycled: a connection released with replies
+ *             pending (commands appended and not read, a reply half read,
+ *             async callbacks outstanding), with an error on the context,
+ *             in subscriber or monitor mode (async flavour), or in any
+ *             state that recycling cannot prove clean.
+ *
+ * Timeouts. Connect and health-check timeouts are the pool's
+ * (qorb_policy_t.connect_timeout_ms and .health_check_timeout_ms); qorb
+ * enforces them on the loop, also with hiredis 0.14, which has no async
+ * timeouts of its own. The claimant's own commands on a blocking context
+ * are bounded by `command_timeout_ms` below (none by default).
+ *
+ * Using a claimed blocking context (qorb_redis_ctx()). It is yours from the
+ * claim until qorb_release():
+ *   - redisCommand(), redisCommandArgv(), redisAppendCommand() +
+ *     redisGetReply() all work; read every reply you asked for. A context
+ *     released with appended commands or unread replies is closed.
+ *   - Never redisFree(), redisReconnect() or redisSetTimeout() it: the pool
+ *     owns it. When a call fails (the context's `err` is set), just release
+ *     it: the pool sees the error and closes it. qorb_release_broken() says
+ *     the same thing explicitly.
+ *   - hiredis writes with write(2): a server that went away raises SIGPIPE
+ *     on the claimant's thread. Ignore SIGPIPE in the process, as every
+ *     hiredis program should. (The connector's own writes on the pool loop
+ *     are protected.)
+ *
+ * Using a claimed async context (qorb_redis_async()). Only on the pool
+ * loop thread:
+ *   - redisAsyncCommand() and friends work; release from a reply callback
+ *     (or later), with no command of yours outstanding. A context released
+ *     with callbacks outstanding, subscribed or in MONITOR is closed, and
+ *     its outstanding callbacks then run with a NULL reply.
+ *   - The context may be freed under you by hiredis when the server goes
+ *     away (hiredis 0.14 frees an async context on disconnect): your
+ *     callbacks then get a NULL reply; do not touch the context after
+ *     that; release the claim.
+ *   - Never redisAsyncFree(), redisAsyncDisconnect() it, and do not set
+ *     its `data` field or its connect and disconnect callbacks: they are
+ *     qorb's.
+ *
+ * Errors. A failed connect, check or recycle is recorded with the server's
+ * or hiredis's text (for example "AUTH: WRONGPASS invalid username-password
+ * pair or user is disabled."), readable in the pool's stats snapshot
+ * (qorb_backend_stats_t.last_error). Codes: QORB_EAUTH (AUTH refused),
+ * QORB_EROLE (wrong role), QORB_ECLOSED (the server closed the connection),
+ * QORB_EPROTO (an unexpected reply), QORB_ECONNECT / QORB_ECHECK /
+ * QORB_ERECYCLE (other failures of that step).
+ *
+ * TLS. With hiredis 1.x built with TLS (hiredis_ssl), `tls` takes a
+ * `redisSSLContext *` made by redisCreateSSLContext(). With hiredis 0.14 a
+ * non-NULL `tls` is refused with QORB_ENOTSUP.
+ *
+ * Memory: hiredis objects use hiredis's allocator; the connector's own use
+ * malloc(3).
+ */
+#ifndef QORB_REDIS_H
+#define QORB_REDIS_H
+
+#include "common.h"
+#include "connector.h"
+#include "pool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* hiredis types, declared here so that this header does not depend on
+ * where hiredis's headers are installed (<hiredis/hiredis.h> or
+ * <hiredis.h>). They are the same types as hiredis's typedefs. */
+struct redisContext;
+struct redisAsyncContext;
+struct redisSSLContext;
+
+/** The kind of hiredis context a pool hands out. */
+typedef enum qorb_redis_flavour {
+  QORB_REDIS_BLOCKING = 0, /**< redisContext, blocking mode (default) */
+  QORB_REDIS_ASYNC = 1     /**< redisAsyncContext on the pool loop */
+} qorb_redis_flavour_t;
+
+/** Which backends a pool may use, by their ROLE. */
+typedef enum qorb_redis_role {
+  QORB_REDIS_ROLE_ANY = 0,    /**< any backend, no ROLE query (default) */
+  QORB_REDIS_ROLE_MASTER = 1, /**< only masters */
+  QORB_REDIS_ROLE_REPLICA = 2 /**< only replicas ("slave") */
+} qorb_redis_role_t;
+
+/** How a released connection is cleaned. */
+typedef enum qorb_redis_recycle {
+  /** RESET where the server has it (learnt at connect), else the legacy
+      sequence. The default. */
+  QORB_REDIS_RECYCLE_AUTO = 0,
+  /** RESET only: a server without it fails the connect. */
+  QORB_REDIS_RECYCLE_RESET = 1,
+  /** DISCARD, UNWATCH, AUTH, SELECT, CLIENT SETNAME, even where RESET
+      exists. Does not undo CLIENT TRACKING, CLIENT REPLY or other state
+      that only RESET clears. */
+  QORB_REDIS_RECYCLE_LEGACY = 2,
+  /** No cleaning: a release costs no round trip. Choose it only when every
+      claimant leaves the connection as it found it (plain reads and writes:
+      no SELECT, MULTI left open, WATCH, SUBSCRIBE, CLIENT SETNAME, AUTH).
+      Connections left with replies pending or an error are still closed. */
+  QORB_REDIS_RECYCLE_NONE = 3
+} qorb_redis_recycle_t;
+
+/**
+ * Connector options: plain data, initialised by qorb_redis_options_init();
+ * new fields are only ever appended. Strings are copied by
+ * qorb_redis_connector_new().
+ */
+typedef struct qorb_redis_options {
+  size_t size; /**< set by qorb_redis_options_init() */
+
+  /** blocking or async (default QORB_REDIS_BLOCKING) */
+  qorb_redis_flavour_t flavour;
+
+  /** password for AUTH; NULL: no AUTH (default). Not empty. */
+  const char *password;
+  /** ACL user name (Redis 6+): AUTH user password; NULL: AUTH password
+      alone, i.e. the default user (default). Needs `password`. No
+      spaces or control characters. */
+  const char *user;
+  /** database for SELECT, 0 or more; 0 is the server's default, so no
+      SELECT is sent on connect (default 0) */
+  int database;
+  /** CLIENT SETNAME; NULL: none (default). 1 to 128 printable
+      characters, no spaces. */
+  const char *client_name;
+
+  /** which backends to use (default QORB_REDIS_ROLE_ANY) */
+  qorb_redis_role_t role;
+
+  /** how released connections are cleaned (default
+      QORB_REDIS_RECYCLE_AUTO) */
+  qorb_redis_recycle_t recycle;
+
+  /** TCP keepalive: 1 on (default), 0 off */
+  int keepalive;
+
+  /** blocking flavour: bound on each of the claimant's socket reads and
+      writes (hiredis's redisSetTimeout); after it expires the context has
+      an error and is closed at release. 0: none (default). Ignored by the
+      async flavour. */
+  unsigned command_timeout_ms;
+
+  /** hiredis 1.x with TLS only: the redisSSLContext for every connection
+      (borrowed: it must outlive the pool). NULL: plain TCP (default). */
+  struct redisSSLContext *tls;
+} qorb_redis_options_t;
+
+/** Fill `o` with the defaults. Thread: any. */
+#define qorb_redis_options_init(o) qorb_redis_options_init_((o), sizeof(*(o)))
+QORB_EXTERN void qorb_redis_options_init_(qorb_redis_options_t *o,
+                                          size_t size);
+
+/**
+ * Make a Redis connector, to be given to qorb_pool_new().
+ * @param out     receives the connector.
+ * @param opts    initialised with qorb_redis_options_init(); NULL for the
+ *                defaults (blocking, no AUTH, database 0, any role).
+ * @param err     if not NULL, receives a message naming the bad field on
+ *                QORB_ECONFIG or QORB_ENOTSUP.
+ * @param errlen  size of `err`.
+ * @return 0, QORB_EINVAL (NULL `out`, `size` not set by
+ *         qorb_redis_options_init()), QORB_ECONFIG (a bad value: negative
+ *         database, a client name with spaces, a user without a password,
+ *         an empty password, an unknown flavour, role or recycle mode,
+ *         keepalive not 0 or 1), QORB_ENOTSUP (`tls` without hiredis TLS
+ *         support), QORB_ENOMEM.
+ * Ownership: every string is copied; nothing of `opts` is kept except the
+ * `tls` pointer. The pool that takes the connector frees it; otherwise
+ * qorb_connector_free().
+ * Thread: any.
+ */
+QORB_EXTERN int qorb_redis_connector_new(qorb_connector_t **out,
+                                         const qorb_redis_options_t *opts,
+                                         char *err, size_t errlen);
+
+/**
+ * The blocking context of a claim from a QORB_REDIS_BLOCKING pool.
+ * @return the context (in blocking mode), or NULL for a NULL claim or a
+ *         claim from an async pool.
+ * Ownership: the pool's; borrowed until qorb_release() or
+ * qorb_release_broken(). See the top of this file for what may be done
+ * with it.
+ * Thread: the claimant's.
+ */
+QORB_EXTERN struct redisContext *qorb_redis_ctx(const qorb_claim_t *claim);
+
+/**
+ * The async context of a claim from a QORB_REDIS_ASYNC pool, attached to
+ * the pool loop.
+ * @return the context, or NULL for a NULL claim, a claim from a blocking
+ *         pool, or when hiredis has already freed the context because the
+ *         server went away (then just release the claim).
+ * Ownership: the pool's; borrowed until qorb_release() or
+ * qorb_release_broken(). See the top of this file for what may be done
+ * with it.
+ * Thread: the pool loop.
+ */
+QORB_EXTERN struct redisAsyncContext *qorb_redis_async(
+    const qorb_claim_t *claim);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QORB_REDIS_H */

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * resolver.h: the interface for resolver authors. A resolver finds the
+ * backends of a service and reports the whole current set each time it
+ * changes (a snapshot, not a diff). It does not judge health: the pool does.
+ * resolvers/static is the simplest one.
+ */
+#ifndef QORB_RESOLVER_H
+#define QORB_RESOLVER_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ev_loop;
+
+/** A resolver instance: an op table, its context and the pool it feeds. */
+typedef struct qorb_resolver qorb_resolver_t;
+
+#define QORB_RESOLVER_OPS_VERSION 1
+
+/**
+ * The resolver op table. Keep it `static const`. `start` and `stop` run on
+ * the pool loop thread.
+ */
+typedef struct qorb_resolver_ops {
+  unsigned version; /**< QORB_RESOLVER_OPS_VERSION */
+  const char *name; /**< short name, e.g. "static" or "dns" */
+
+  /**
+   * Begin reporting backends through qorb_resolver_update(), now or later,
+   * from the pool loop. qorb_resolver_loop(r) gives the loop.
+   * @return 0 or a negative code (the pool then fails to start).
+   */
+  int (*start)(void *ctx, qorb_resolver_t *r);
+
+  /** Stop all work: no update after this returns. Stop every watcher. */
+  void (*stop)(void *ctx);
+
+  /** Free `ctx` when the resolver is freed. NULL: nothing to free. */
+  void (*destroy)(void *ctx);
+} qorb_resolver_ops_t;
+
+/**
+ * Make a resolver from an op table and a context.
+ * @return 0, QORB_EINVAL (NULL `out` or `ops`, wrong version, no `start`
+ *         or `stop`), QORB_ENOMEM.
+ * Ownership: keeps `ops` and `ctx`; ops->destroy(ctx) runs when the resolver
+ * is freed. If this call fails, `ctx` stays the caller's. Thread: any.
+ */
+QORB_EXTERN int qorb_resolver_new(qorb_resolver_t **out,
+                                  const qorb_resolver_ops_t *ops, void *ctx);
+
+/**
+ * Free a resolver that no pool owns. A pool frees its own resolver.
+ * Thread: any. NULL is ignored.
+ */
+QORB_EXTERN void qorb_resolver_free(qorb_resolver_t *r);
+
+/** The context given to qorb_resolver_new(). Thread: any. */
+QORB_EXTERN void *qorb_resolver_ctx(const qorb_resolver_t *r);
+
+/**
+ * Report the complete current set of backends. Backends not in the set are
+ * removed from the pool (idle connections closed at once, claimed ones when
+ * released); new ones get a slot set. Duplicates are ignored.
+ * @param addrs  `n` addresses; NULL allowed when `n` is 0 (no backends).
+ * @return 0, QORB_EINVAL (NULL `r`, or NULL `addrs` with n > 0), QORB_EBUSY
+ *         (the resolver is not started), QORB_ENOMEM.
+ * Ownership: the addresses are copied. Thread: the pool loop.
+ */
+QORB_EXTERN int qorb_resolver_update(qorb_resolver_t *r,
+                                     const qorb_addr_t *addrs, size_t n);
+
+/** The pool loop, or NULL when not started. Thread: the pool loop. */
+QORB_EXTERN struct ev_loop *qorb_resolver_loop(const qorb_resolver_t *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QORB_RESOLVER_H */

@@ -1,0 +1,240 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# pg_servers.sh: throwaway PostgreSQL servers for the qorb-pg integration
+# tests. Every server lives in a folder under ROOT (the build tree), listens
+# on one loopback address and port and nothing else (no Unix socket), and
+# runs with fsync off. CTest calls `setup` before the tests (fixture setup)
+# and `cleanup` after them (fixture cleanup); the tests call the others to
+# stop, restart, freeze and promote servers.
+#
+#   pg_servers.sh ROOT setup        template (initdb, once) + servers a and b
+#   pg_servers.sh ROOT cleanup      stop every server under ROOT, remove data
+#   pg_servers.sh ROOT start|stop|restart|freeze|thaw|pid|ensure NAME
+#   pg_servers.sh ROOT pair-up      primary p + streaming standby s (fresh)
+#   pg_servers.sh ROOT pair-down    stop and remove p and s
+#   pg_servers.sh ROOT promote s
+#
+# Servers: a 127.0.0.2:55431, b 127.0.0.3:55432 (two backends of one
+# service), p 127.0.0.2:55433 (primary), s 127.0.0.3:55434 (its standby).
+# Roles: postgres (superuser, trust), qorb_pw (password "secret",
+# scram-sha-256), qorb_other (NOLOGIN, for SET ROLE).
+#
+# PostgreSQL refuses to run as root: as root, everything runs as the
+# postgres user (runuser); as another user, as that user. If the postgres
+# user cannot reach ROOT, the data goes to a folder under /tmp that ROOT
+# points to (ROOT/datadir).
+
+set -eu
+
+ROOT=${1:?usage: pg_servers.sh ROOT COMMAND [NAME]}
+CMD=${2:?usage: pg_servers.sh ROOT COMMAND [NAME]}
+NAME=${3:-}
+
+if [ -n "${QORB_PG_BIN:-}" ]; then
+  PGBIN=$QORB_PG_BIN
+elif [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+  PGBIN=/usr/lib/postgresql/15/bin
+else
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$PGBIN" ] || PGBIN=$(pg_config --bindir)
+fi
+
+if [ "$(id -u)" = 0 ]; then
+  as_pg() { runuser -u postgres -- "$@"; }
+  PGUSER_OS=postgres
+else
+  as_pg() { "$@"; }
+  PGUSER_OS=$(id -un)
+fi
+
+die() { echo "pg_servers.sh: $*" >&2; exit 1; }
+
+addr_of() {
+  case $1 in
+    a) echo "127.0.0.2 55431" ;;
+    b) echo "127.0.0.3 55432" ;;
+    p) echo "127.0.0.2 55433" ;;
+    s) echo "127.0.0.3 55434" ;;
+    *) die "unknown server '$1' (a, b, p, s)" ;;
+  esac
+}
+
+# The folder holding the data: ROOT itself, or the one ROOT/datadir names.
+datadir() {
+  if [ -f "$ROOT/datadir" ]; then cat "$ROOT/datadir"; else echo "$ROOT/data"; fi
+}
+
+# Make the data folder, owned by the user that runs postgres.
+make_datadir() {
+  mkdir -p "$ROOT"
+  if [ -f "$ROOT/datadir" ] && [ -d "$(cat "$ROOT/datadir")" ]; then return; fi
+  rm -f "$ROOT/datadir"
+  mkdir -p "$ROOT/data"
+  if [ "$(id -u)" = 0 ]; then
+    chown "$PGUSER_OS" "$ROOT/data"
+    if ! runuser -u postgres -- test -w "$ROOT/data"; then
+      rmdir "$ROOT/data"
+      d=$(mktemp -d /tmp/qorb-pg-test.XXXXXX)
+      chown "$PGUSER_OS" "$d"
+      echo "$d" > "$ROOT/datadir"
+    fi
+  fi
+}
+
+pgdata() { echo "$(datadir)/$1"; }
+
+pm_pid() {
+  f="$(pgdata "$1")/postmaster.pid"
+  [ -f "$f" ] && head -n 1 "$f" || true
+}
+
+running() {
+  pid=$(pm_pid "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# The postmaster and every process below it.
+tree_pids() {
+  pid=$(pm_pid "$1")
+  [ -n "$pid" ] || return 0
+  echo "$pid"
+  pgrep -P "$pid" 2>/dev/null || true
+}
+
+start() {
+  set -- $(addr_of "$1") "$1"
+  host=$1 port=$2 name=$3
+  d=$(pgdata "$name")
+  [ -d "$d" ] || die "no data for server $name"
+  if running "$name"; then return 0; fi
+  rm -f "$d/postmaster.pid"
+  # -w waits until it accepts connections (for a standby: hot standby).
+  as_pg "$PGBIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 -s \
+    -o "-p $port -c listen_addresses=$host -c unix_socket_directories= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    start || { tail -n 20 "$d/server.log" >&2; die "server $name did not start"; }
+}
+
+stop() {
+  name=$1 mode=${2:-fast}
+  d=$(pgdata "$name")
+  [ -d "$d" ] || return 0
+  thaw "$name"
+  if running "$name"; then
+    as_pg "$PGBIN/pg_ctl" -D "$d" -m "$mode" -w -t 60 -s stop ||
+      { pid=$(pm_pid "$name"); [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true; }
+  fi
+}
+
+freeze() {
+  for p in $(tree_pids "$1"); do kill -STOP "$p" 2>/dev/null || true; done
+}
+
+thaw() {
+  for p in $(tree_pids "$1"); do kill -CONT "$p" 2>/dev/null || true; done
+}
+
+# initdb once per build tree: later fixtures copy it.
+make_template() {
+  t=$(pgdata template)
+  [ -f "$t/PG_VERSION" ] && [ -f "$t/.qorb-ready" ] && return 0
+  rm -rf "$t"
+  as_pg "$PGBIN/initdb" -D "$t" -A trust -U postgres --no-sync >/dev/null
+  cat >> "$t/postgresql.conf" <<EOF
+password_encryption = 'scram-sha-256'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+log_min_messages = warning
+log_connections = off
+EOF
+  # The password user first: the first matching line wins.
+  tmp=$(mktemp)
+  cat > "$tmp" <<EOF
+host all qorb_pw 127.0.0.0/8 scram-sha-256
+host all all 127.0.0.0/8 trust
+host replication all 127.0.0.0/8 trust
+EOF
+  cat "$t/pg_hba.conf" >> "$tmp"
+  as_pg sh -c "cat > '$t/pg_hba.conf'" < "$tmp"
+  rm -f "$tmp"
+  # Single-user mode: roles without starting a server (one command a line).
+  printf '%s\n' \
+    "CREATE ROLE qorb_pw LOGIN PASSWORD 'secret'" \
+    "CREATE ROLE qorb_other NOLOGIN" \
+    "CREATE TABLE qorb_t (id int)" \
+    "GRANT ALL ON qorb_t TO PUBLIC" |
+    as_pg "$PGBIN/postgres" --single -D "$t" postgres >"$t/single.log" 2>&1 ||
+    { cat "$t/single.log" >&2; die "single-user setup failed"; }
+  as_pg touch "$t/.qorb-ready"
+}
+
+fresh_copy() {
+  d=$(pgdata "$1")
+  rm -rf "$d"
+  as_pg cp -a "$(pgdata template)" "$d"
+  rm -f "$d/.qorb-ready"
+}
+
+cleanup_all() {
+  dd=$(datadir)
+  [ -d "$dd" ] || return 0
+  for n in a b p s; do
+    [ -d "$dd/$n" ] && stop "$n" immediate
+  done
+  rm -rf "$dd/a" "$dd/b" "$dd/p" "$dd/s"
+}
+
+case $CMD in
+  setup)
+    make_datadir
+    cleanup_all
+    make_template
+    fresh_copy a
+    fresh_copy b
+    start a
+    start b
+    ;;
+  cleanup)
+    cleanup_all
+    # The template stays for the next run (initdb is the slow part), unless
+    # it lives outside ROOT.
+    if [ -f "$ROOT/datadir" ]; then
+      rm -rf "$(cat "$ROOT/datadir")"
+      rm -f "$ROOT/datadir"
+    fi
+    ;;
+  start) start "$NAME" ;;
+  stop) stop "$NAME" "${4:-fast}" ;;
+  restart)
+    stop "$NAME" fast
+    start "$NAME"
+    ;;
+  ensure)
+    thaw "$NAME"
+    start "$NAME"
+    ;;
+  freeze) freeze "$NAME" ;;
+  thaw) thaw "$NAME" ;;
+  pid) pm_pid "$NAME" ;;
+  pair-up)
+    stop s immediate
+    stop p immediate
+    fresh_copy p
+    start p
+    d=$(pgdata s)
+    rm -rf "$d"
+    as_pg "$PGBIN/pg_basebackup" -h 127.0.0.2 -p 55433 -U postgres -D "$d" \
+      -R -X stream -c fast --no-sync
+    start s
+    ;;
+  pair-down)
+    stop s immediate
+    stop p immediate
+    rm -rf "$(pgdata p)" "$(pgdata s)"
+    ;;
+  promote)
+    as_pg "$PGBIN/pg_ctl" -D "$(pgdata "$NAME")" -w -t 60 -s promote
+    ;;
+  *) die "unknown command '$CMD'" ;;
+esac
