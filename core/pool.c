@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "pool_impl.h"
@@ -256,7 +257,7 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   struct timespec deadline;
   pthread_condattr_t ca;
   uint64_t id;
-  int rc;
+  int rc, spins;
 
   if (claim != NULL) *claim = NULL;
   if (p == NULL || claim == NULL) return QORB_EINVAL;
@@ -267,11 +268,25 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   id = probe_claim_id(p);
   QORB_PROBE(CLAIM_START, p->name, id);
 
-  if (!atomic_load_explicit(&p->closing, RELAXED) &&
-      atomic_load(&p->nwaiters) == 0 && (s = grab_idle(p)) != NULL) {
-    claim_taken(s, file, line, id);
-    *claim = s;
-    return 0;
+  /*
+   * Fast path, then a few yields before queueing: with more threads than
+   * cores, the slot we missed is usually held by a thread that was
+   * preempted inside its claim and needs only a moment of CPU to release
+   * it. Nobody is queued while we yield, so FIFO order is kept.
+   */
+  for (spins = 0; spins < 4; spins++) {
+    if (atomic_load_explicit(&p->closing, RELAXED) ||
+        atomic_load(&p->nwaiters) != 0 ||
+        atomic_load_explicit(&p->all_failed, RELAXED))
+      break;
+    if ((s = grab_idle(p)) != NULL) {
+      claim_taken(s, file, line, id);
+      *claim = s;
+      return 0;
+    }
+    if (timeout_ms == 0 || atomic_load_explicit(&p->pub_online, RELAXED) == 0)
+      break;
+    sched_yield();
   }
 
   pthread_mutex_lock(&p->mu);
@@ -884,11 +899,13 @@ static void slot_connect(qorb_claim_t *s) {
   slot_set_state(s, QORB__S_CONNECTING);
   slot_timer_start(s, p->policy.connect_timeout_ms);
   QORB_PROBE(CONNECT_START, p->name, (uint64_t)s->index, b->addr.text);
+  s->err_set = 0;
   rc = p->cops->connect(p->cctx, (qorb_op_t *)s, &b->addr, &conn);
   if (rc < 0 && !s->op_done_queued) {
     s->conn = NULL;
-    qorb_op_set_error((qorb_op_t *)s, "connect to %s: %s", b->addr.text,
-                      qorb_strerror(rc));
+    if (!s->err_set)
+      qorb_op_set_error((qorb_op_t *)s, "connect to %s: %s", b->addr.text,
+                        qorb_strerror(rc));
     QORB_PROBE(CONNECT_FAILED, p->name, (uint64_t)s->index, b->addr.text, rc);
     slot_failed(s, rc, FAIL_CONNECT);
     return;
@@ -1118,6 +1135,7 @@ void qorb_op_set_error(qorb_op_t *op, const char *fmt, ...) {
     size_t n = strlen(buf);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
   }
+  s->err_set = 1;
   pthread_mutex_lock(&s->pool->mu);
   qorb__strlcpy(s->backend->last_error, buf, sizeof(s->backend->last_error));
   pthread_mutex_unlock(&s->pool->mu);

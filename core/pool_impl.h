@@ -87,6 +87,7 @@ struct qorb_claim {
   int op;                      /* enum qorb__op_kind in flight */
   int op_done_queued;          /* the op finished; queued for the loop */
   int op_status;
+  int err_set;                 /* the op recorded its own error text */
   unsigned backoff_ms;
   int connected;               /* counted in backend->nconnected */
   int retiring;                /* lifetime expired; replace, then close */

@@ -139,7 +139,7 @@ static void echo_io_cb(struct ev_loop *loop, ev_io *w, int revents) {
     case ECHO_PING_SEND:
       /* MSG_NOSIGNAL: a peer that hung up must give EPIPE, not kill the
        * process with SIGPIPE. */
-      n = send(c->fd, ECHO_PING + c->done, ECHO_PING_LEN - c->done,
+      n = send(c->fd, &ECHO_PING[c->done], ECHO_PING_LEN - c->done,
                MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;

@@ -172,7 +172,7 @@ static void print_stats(qorb_pool_t *pool, double elapsed,
   printf("  %-22s %-6s %4s %4s %4s %4s %9s %6s  %s\n", "backend", "online",
          "conn", "idle", "chk", "clm", "claims", "fails", "last error");
   for (i = 0; i < n && i < DEMO_MAX_BACKENDS; i++) {
-    char err[56];
+    char err[64];
     cell(err, sizeof(err), be[i].last_error);
     printf("  %-22s %-6s %4u %4u %4u %4u %9llu %6llu  %s\n", be[i].addr.text,
            be[i].online ? "yes" : "NO", be[i].connecting, be[i].idle,

@@ -47,6 +47,7 @@ int fx_try_start(fx_t *fx) {
   qorb_resolver_t *r = fx->resolver;
   int rc;
   assert_non_null(c);
+  fx->uses_fake_resolver = (r == NULL);
   if (r == NULL) r = fake_resolver_make(fx->fr);
   assert_non_null(r);
   fx->err[0] = '\0';
@@ -119,7 +120,7 @@ void fx_finish(fx_t *fx) {
   if (fx->pool != NULL && !fx->close_requested) fx_close(fx);
   else if (fx->pool != NULL) fx_close_wait(fx);
   fake_connector_verify(fx->fc, fx->started);
-  if (fx->started) {
+  if (fx->started && fx->uses_fake_resolver) {
     assert_int_equal(atomic_load(&fx->fr->starts), 1);
     assert_int_equal(atomic_load(&fx->fr->stops), 1);
     assert_int_equal(atomic_load(&fx->fr->destroys), 1);

@@ -38,6 +38,7 @@ typedef struct fx {
   qorb_policy_t policy;
   char err[256];
   int started;
+  int uses_fake_resolver;  /* fx_start() made the resolver over `fr` */
   int close_requested;
   _Atomic int close_calls;
   int close_status;
