@@ -11,6 +11,6 @@
 #include "pool.h"
 #include "resolver.h"
 #include "static.h"
-#include "version.h"
+#include <qorb/version.h>
 
 #endif /* QORB_QORB_H */
