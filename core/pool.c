@@ -1162,8 +1162,9 @@ static int rank_cmp(const void *a, const void *b) {
 
 /*
  * Close slots of `b` beyond its target, cheapest first: those not connected,
- * then idle ones. A removed backend loses every slot nobody holds, and is
- * freed with its last one.
+ * then idle ones. A removed backend (or a closing pool) loses every slot
+ * nobody holds, ops in flight aborted, and a removed backend is freed with
+ * its last slot. Claimed slots close when they come back.
  */
 static void backend_shrink(qorb_pool_t *p, struct qorb__backend *b) {
   qorb__list_t *it, *next;
@@ -1173,18 +1174,19 @@ static void backend_shrink(qorb_pool_t *p, struct qorb__backend *b) {
       qorb_claim_t *s = QORB_CONTAINER_OF(it, qorb_claim_t, blink);
       int st = slot_state(s), idle = QORB__S_IDLE, last = b->nslots == 1;
       next = it->next;
+      if (st == QORB__S_CLAIMED || st == QORB__S_RELEASED) continue;
       if (!gone && (s->retiring || b->nslots - b->nretiring <= b->target))
         continue;
-      if (pass == 0 && (st == QORB__S_BACKOFF ||
-                        (st == QORB__S_CONNECTING && !s->op_done_queued))) {
-        slot_unbind(s);
-      } else if (pass == 1 && st == QORB__S_IDLE &&
-                 atomic_compare_exchange_strong(&s->state, &idle,
-                                                QORB__S_CLOSING)) {
-        slot_unbind(s);
-      } else {
-        continue;
+      if (st == QORB__S_IDLE) {
+        if (pass == 0 ||
+            !atomic_compare_exchange_strong(&s->state, &idle, QORB__S_CLOSING))
+          continue;
+      } else if (pass == 1 ||
+                 (!gone && st != QORB__S_BACKOFF &&
+                  !(st == QORB__S_CONNECTING && !s->op_done_queued))) {
+        continue; /* connected and busy: leave it unless the backend is gone */
       }
+      slot_unbind(s);
       if (last && b->removed) return; /* b is freed */
     }
   }

@@ -224,6 +224,20 @@ static void test_null_policy_defaults(void **state) {
   fx_finish(&fx);
 }
 
+static void test_resolver_start_fails(void **state) {
+  fx_t fx;
+  (void)state;
+  fx_init(&fx, 0, 0);
+  fx.fr->start_result = QORB_ECONFIG;
+  assert_int_equal(fx_try_start(&fx), QORB_ECONFIG);
+  assert_null(fx.pool);
+  assert_int_equal(atomic_load(&fx.fr->starts), 1);
+  assert_int_equal(atomic_load(&fx.fr->destroys), 1);
+  assert_int_equal(fake_connector_destroyed(fx.fc), 1);
+  assert_int_equal(fake_connector_nconns(fx.fc), 0);
+  fx_finish(&fx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -234,6 +248,7 @@ int main(void) {
       cmocka_unit_test(test_pool_new_uninitialised_policy),
       cmocka_unit_test(test_policy_copied),
       cmocka_unit_test(test_null_policy_defaults),
+      cmocka_unit_test(test_resolver_start_fails),
   };
   return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_pg_connect.c: what a connection looks like once connected. The pool
+ * supplies the address (the template's hostaddr and port are replaced, its
+ * host is kept for TLS), TCP keepalives and tcp_user_timeout are on by
+ * default and the template can override them, and a claimed PGconn is in
+ * blocking mode with nothing in flight.
+ */
+#define _GNU_SOURCE
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "pg_testlib.h"
+
+static int sockopt(PGconn *pg, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof(v);
+  assert_int_equal(getsockopt(PQsocket(pg), level, name, &v, &len), 0);
+  return v;
+}
+
+static void test_address_from_pool(void **state) {
+  qorb_pg_options_t o;
+  qorb_pool_t *pool;
+  qorb_claim_t *cl;
+  PGconn *pg;
+  char buf[128];
+  (void)state;
+  qorb_pg_options_init(&o);
+  /* Wrong hostaddr and port on purpose: the pool's address wins. */
+  o.conninfo = "host=localhost hostaddr=10.255.255.1 port=1 user=postgres "
+               "dbname=postgres application_name=qorb_connect";
+  pool = pgt_pool(PGT_A, &o, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  pg = qorb_pg_conn(cl);
+  assert_non_null(pg);
+  assert_int_equal(PQstatus(pg), CONNECTION_OK);
+  assert_string_equal(PQhost(pg), "localhost"); /* kept for TLS */
+  assert_string_equal(PQport(pg), "55431");
+  assert_int_equal(pgt_value(pg, "SELECT host(inet_server_addr())", buf,
+                             sizeof(buf)), 0);
+  assert_string_equal(buf, "127.0.0.2");
+  assert_int_equal(pgt_value(pg, "SELECT inet_server_port()", buf,
+                             sizeof(buf)), 0);
+  assert_string_equal(buf, "55431");
+  assert_string_equal(qorb_claim_addr(cl)->text, PGT_A);
+  /* Handed out idle, in blocking mode, nothing in flight. */
+  assert_int_equal(PQisnonblocking(pg), 0);
+  assert_int_equal(PQtransactionStatus(pg), PQTRANS_IDLE);
+  assert_int_equal(PQisBusy(pg), 0);
+  assert_int_equal(qorb_release(cl), 0);
+  pgt_close(pool);
+}
+
+static void test_no_host_in_template(void **state) {
+  qorb_pool_t *pool;
+  qorb_claim_t *cl;
+  (void)state;
+  /* No host: named by the backend's address (PGHOST cannot interfere). */
+  setenv("PGHOST", "/nonexistent,elsewhere", 1);
+  pool = pgt_pool(PGT_B, NULL, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  assert_string_equal(PQhost(qorb_pg_conn(cl)), "127.0.0.3");
+  assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
+  assert_int_equal(qorb_release(cl), 0);
+  pgt_close(pool);
+  unsetenv("PGHOST");
+}
+
+static void test_keepalive_defaults(void **state) {
+  qorb_pool_t *pool;
+  qorb_claim_t *cl;
+  PGconn *pg;
+  (void)state;
+  pool = pgt_pool(PGT_A, NULL, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  pg = qorb_pg_conn(cl);
+  assert_int_equal(sockopt(pg, SOL_SOCKET, SO_KEEPALIVE), 1);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_KEEPIDLE), 5);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_KEEPINTVL), 2);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_KEEPCNT), 3);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_USER_TIMEOUT), 10000);
+  assert_int_equal(qorb_release(cl), 0);
+  pgt_close(pool);
+}
+
+static void test_keepalive_overrides(void **state) {
+  qorb_pg_options_t o;
+  qorb_pool_t *pool;
+  qorb_claim_t *cl;
+  PGconn *pg;
+  (void)state;
+  /* The template's keywords win over the option fields. */
+  pgt_options(&o);
+  o.conninfo = "user=postgres dbname=postgres keepalives_idle=7 "
+               "tcp_user_timeout=4000";
+  o.keepalives_count = 9;
+  o.keepalives_interval_s = 0; /* the system's default */
+  pool = pgt_pool(PGT_A, &o, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  pg = qorb_pg_conn(cl);
+  assert_int_equal(sockopt(pg, SOL_SOCKET, SO_KEEPALIVE), 1);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_KEEPIDLE), 7);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_KEEPCNT), 9);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_USER_TIMEOUT), 4000);
+  assert_int_equal(qorb_release(cl), 0);
+  pgt_close(pool);
+
+  /* Off altogether. */
+  pgt_options(&o);
+  o.keepalives = 0;
+  o.tcp_user_timeout_ms = 0;
+  pool = pgt_pool(PGT_A, &o, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  pg = qorb_pg_conn(cl);
+  assert_int_equal(sockopt(pg, SOL_SOCKET, SO_KEEPALIVE), 0);
+  assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+  assert_int_equal(qorb_release(cl), 0);
+  pgt_close(pool);
+}
+
+/* The URI form and keyword arrays reach the server as written. */
+static void test_uri_and_arrays(void **state) {
+  qorb_pg_options_t o;
+  qorb_pool_t *pool;
+  qorb_claim_t *cl;
+  char buf[128];
+  static const char *const kw[] = {"application_name", "options", NULL};
+  static const char *const val[] = {"it's qorb", "-c work_mem=5MB", NULL};
+  (void)state;
+  qorb_pg_options_init(&o);
+  o.conninfo = "postgresql://postgres@db.invalid:1/postgres";
+  o.keywords = kw;
+  o.values = val;
+  pool = pgt_pool(PGT_B, &o, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  assert_int_equal(pgt_value(qorb_pg_conn(cl), "SHOW application_name", buf,
+                             sizeof(buf)), 0);
+  assert_string_equal(buf, "it's qorb");
+  assert_int_equal(pgt_value(qorb_pg_conn(cl), "SHOW work_mem", buf,
+                             sizeof(buf)), 0);
+  assert_string_equal(buf, "5MB");
+  assert_string_equal(PQhost(qorb_pg_conn(cl)), "db.invalid");
+  assert_int_equal(qorb_release(cl), 0);
+  pgt_close(pool);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_address_from_pool),
+      cmocka_unit_test(test_no_host_in_template),
+      cmocka_unit_test(test_keepalive_defaults),
+      cmocka_unit_test(test_keepalive_overrides),
+      cmocka_unit_test(test_uri_and_arrays),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
