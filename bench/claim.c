@@ -14,7 +14,9 @@
  *            a callback on QORB_EAGAIN.
  * Every mock connection carries a "held" flag set with a CAS on claim and
  * cleared on release, so a connection handed to two claimants at once shows
- * up as a violation. Output: one line per configuration,
+ * up as a violation. Each point runs several short rounds per mode,
+ * alternating qorb and floor, and reports medians (see run_point()).
+ * Output: one line per configuration,
  *   bench=claim mode=M threads=N pool=P ops_per_s=X p50_ns=Y p99_ns=Z ...
  * and a ratio line per (threads, pool) pair. See bench/README.md.
  */
@@ -135,6 +137,8 @@ static const qorb_connector_ops_t mock_ops = {
 
 /* --no-check turns the held flag off in every mode, for raw figures. */
 static int g_check = 1;
+/* --verbose prints every round's figure as a comment line. */
+static int g_verbose = 0;
 
 /* Mark a connection taken; 1 when someone else already held it. */
 static inline int held_enter(mock_conn_t *c) {
@@ -254,20 +258,28 @@ static void print_result(const char *mode, unsigned threads, unsigned pool,
 /* ------------------------------------------------------------------------ */
 /* Thread modes: qorb claim_wait and the floor, one measured loop            */
 
-enum { MODE_QORB = 0, MODE_FLOOR = 1 };
+/*
+ * This machine's speed drifts by tens of percent from one second to the
+ * next (a shared virtual machine), so a point is not one long run per mode:
+ * the same N threads run `rounds` short rounds of each mode, alternating
+ * qorb and floor (ABBA order), and the figures are medians over rounds. The
+ * ratio is the median of the per-round-pair ratios, each pair measured
+ * within a fraction of a second.
+ */
+enum { MODE_QORB = 0, MODE_FLOOR = 1, NMODES = 2 };
 
 typedef struct run {
-  int mode;
+  int mode; /* set by main between rounds, read after the start barrier */
+  int quit;
   qorb_pool_t *pool;
   floor_list_t *floor;
-  pthread_barrier_t start;
+  pthread_barrier_t start, end;
   _Alignas(CACHELINE) atomic_int stop; /* read every cycle: own line */
   char pad[CACHELINE - sizeof(atomic_int)];
 } run_t;
 
-typedef struct worker {
-  _Alignas(CACHELINE) pthread_t tid;
-  run_t *run;
+/* One thread's figures for one mode, summed over its rounds. */
+typedef struct per_mode {
   uint64_t cycles;
   uint64_t violations;
   uint64_t errors;
@@ -275,6 +287,13 @@ typedef struct worker {
   uint32_t *samples; /* ring of `cap` entries */
   size_t cap;
   size_t nsamples; /* taken, may exceed cap */
+} per_mode_t;
+
+typedef struct worker {
+  _Alignas(CACHELINE) pthread_t tid;
+  run_t *run;
+  per_mode_t m[NMODES];
+  uint64_t round_cycles;
   uint64_t end_ns;
 } worker_t;
 
@@ -283,25 +302,25 @@ typedef struct worker {
  * each call site, so the compiler keeps two separate loops.
  */
 static inline __attribute__((always_inline)) int cycle(run_t *r, int mode,
-                                                       worker_t *w) {
+                                                       per_mode_t *pm) {
   if (mode == MODE_QORB) {
     qorb_claim_t *cl;
     mock_conn_t *c;
     int rc = qorb_pool_claim_wait(r->pool, -1, &cl);
     if (rc != 0) {
-      if (w->errors++ == 0) w->first_error = rc;
+      if (pm->errors++ == 0) pm->first_error = rc;
       return rc;
     }
     c = qorb_claim_conn(cl);
     if (c == NULL || held_enter(c))
-      w->violations++;
+      pm->violations++;
     else
       held_leave(c);
     qorb_release(cl);
   } else {
     mock_conn_t *c = floor_pop(r->floor);
     if (held_enter(c))
-      w->violations++;
+      pm->violations++;
     else
       held_leave(c);
     floor_push(r->floor, c);
@@ -312,44 +331,51 @@ static inline __attribute__((always_inline)) int cycle(run_t *r, int mode,
 static inline __attribute__((always_inline)) void worker_loop(worker_t *w,
                                                               int mode) {
   run_t *r = w->run;
+  per_mode_t *pm = &w->m[mode];
   uint64_t i = 0, done = 0;
   while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
     if ((i++ & SAMPLE_MASK) == 0) {
       uint64_t t0 = now_ns(), dt;
-      if (cycle(r, mode, w) == 0) done++;
+      if (cycle(r, mode, pm) == 0) done++;
       dt = now_ns() - t0;
-      w->samples[w->nsamples++ % w->cap] =
+      pm->samples[pm->nsamples++ % pm->cap] =
           dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
-    } else if (cycle(r, mode, w) == 0) {
+    } else if (cycle(r, mode, pm) == 0) {
       done++;
     }
   }
-  w->cycles = done;
   w->end_ns = now_ns();
+  w->round_cycles = done;
+  pm->cycles += done;
 }
 
 static void *worker_main(void *arg) {
   worker_t *w = arg;
-  pthread_barrier_wait(&w->run->start);
-  if (w->run->mode == MODE_QORB)
-    worker_loop(w, MODE_QORB);
-  else
-    worker_loop(w, MODE_FLOOR);
+  run_t *r = w->run;
+  for (;;) {
+    pthread_barrier_wait(&r->start);
+    if (r->quit) break;
+    if (r->mode == MODE_QORB)
+      worker_loop(w, MODE_QORB);
+    else
+      worker_loop(w, MODE_FLOOR);
+    pthread_barrier_wait(&r->end);
+  }
   return NULL;
 }
 
-/* Merge samples and fill percentiles. `n` counts of samples per source. */
-static int finish_latency(result_t *res, worker_t *ws, unsigned n) {
+/* Merge the samples of `n` sources and fill the percentiles. */
+static int finish_latency(result_t *res, per_mode_t *const *pms, unsigned n) {
   size_t total = 0, k = 0;
   unsigned i;
   uint32_t *all;
   for (i = 0; i < n; i++)
-    total += ws[i].nsamples < ws[i].cap ? ws[i].nsamples : ws[i].cap;
+    total += pms[i]->nsamples < pms[i]->cap ? pms[i]->nsamples : pms[i]->cap;
   all = malloc((total ? total : 1) * sizeof(*all));
   if (all == NULL) return -1;
   for (i = 0; i < n; i++) {
-    size_t m = ws[i].nsamples < ws[i].cap ? ws[i].nsamples : ws[i].cap;
-    memcpy(all + k, ws[i].samples, m * sizeof(*all));
+    size_t m = pms[i]->nsamples < pms[i]->cap ? pms[i]->nsamples : pms[i]->cap;
+    memcpy(all + k, pms[i]->samples, m * sizeof(*all));
     k += m;
   }
   qsort(all, total, sizeof(*all), cmp_u32);
@@ -359,64 +385,135 @@ static int finish_latency(result_t *res, worker_t *ws, unsigned n) {
   return 0;
 }
 
-static int run_threads(int mode, qorb_pool_t *pool, floor_list_t *floor,
-                       unsigned nthreads, double seconds, result_t *res) {
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, unsigned n) {
+  if (n == 0) return 0;
+  qsort(v, n, sizeof(*v), cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define MAX_ROUNDS 50
+
+/*
+ * One (N, M) point: N threads, `rounds` rounds of each enabled mode (pool
+ * and/or floor may be NULL), `seconds` of measuring per mode in all.
+ * Fills res[MODE_QORB] and res[MODE_FLOOR] for the enabled modes and
+ * *ratio (0 unless both ran).
+ */
+static int run_point(qorb_pool_t *pool, floor_list_t *floor,
+                     unsigned nthreads, double seconds, unsigned rounds,
+                     result_t res[NMODES], double *ratio) {
   run_t *r;
   worker_t *ws;
-  unsigned i, started = 0;
-  uint64_t t0, t_end = 0;
+  unsigned i, k, mode, started = 0;
+  int enabled[NMODES];
+  double ops[NMODES][MAX_ROUNDS], ratios[MAX_ROUNDS];
+  uint64_t round_ns = (uint64_t)(seconds / rounds * 1e9);
   /* Enough ring space for ~60M cycles/s over the run, shared out. */
   size_t cap = (size_t)(seconds * 60e6 / (SAMPLE_MASK + 1)) * 2 / nthreads +
                1024;
   int rc = -1;
 
-  memset(res, 0, sizeof(*res));
+  enabled[MODE_QORB] = pool != NULL;
+  enabled[MODE_FLOOR] = floor != NULL;
+  memset(res, 0, sizeof(result_t) * NMODES);
+  *ratio = 0;
   r = aligned_alloc(CACHELINE, sizeof(*r));
   ws = aligned_alloc(CACHELINE, sizeof(*ws) * nthreads);
   if (r == NULL || ws == NULL) goto out_free;
   memset(r, 0, sizeof(*r));
   memset(ws, 0, sizeof(*ws) * nthreads);
-  r->mode = mode;
   r->pool = pool;
   r->floor = floor;
   atomic_init(&r->stop, 0);
-  if (pthread_barrier_init(&r->start, NULL, nthreads + 1) != 0) goto out_free;
   for (i = 0; i < nthreads; i++) {
     ws[i].run = r;
-    ws[i].cap = cap;
-    ws[i].samples = malloc(cap * sizeof(uint32_t));
-    if (ws[i].samples == NULL) goto out_stop;
+    for (mode = 0; mode < NMODES; mode++) {
+      if (!enabled[mode]) continue;
+      ws[i].m[mode].cap = cap;
+      ws[i].m[mode].samples = malloc(cap * sizeof(uint32_t));
+      if (ws[i].m[mode].samples == NULL) goto out_free;
+    }
+  }
+  if (pthread_barrier_init(&r->start, NULL, nthreads + 1) != 0) goto out_free;
+  if (pthread_barrier_init(&r->end, NULL, nthreads + 1) != 0) {
+    pthread_barrier_destroy(&r->start);
+    goto out_free;
   }
   for (i = 0; i < nthreads; i++) {
     if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) break;
     started++;
   }
   if (started < nthreads) {
-    /* Cannot release a barrier sized for threads that do not exist. */
+    /* A barrier sized for threads that do not exist never opens. */
     fprintf(stderr, "claim: pthread_create failed at %u threads\n", started);
     exit(2);
   }
-  pthread_barrier_wait(&r->start);
-  t0 = now_ns();
-  sleep_ns((uint64_t)(seconds * 1e9));
-  atomic_store(&r->stop, 1);
-  for (i = 0; i < started; i++) pthread_join(ws[i].tid, NULL);
-  for (i = 0; i < nthreads; i++) {
-    res->cycles += ws[i].cycles;
-    res->violations += ws[i].violations;
-    if (ws[i].errors && res->errors == 0) res->first_error = ws[i].first_error;
-    res->errors += ws[i].errors;
-    if (ws[i].cycles == 0) res->starved++;
-    if (ws[i].end_ns > t_end) t_end = ws[i].end_ns;
+
+  for (k = 0; k < rounds; k++) {
+    unsigned j;
+    for (j = 0; j < NMODES; j++) {
+      /* ABBA: qorb first in even rounds, floor first in odd ones. */
+      uint64_t t0, t_end = 0, cycles = 0;
+      mode = (k % 2 == 0) ? j : NMODES - 1 - j;
+      if (!enabled[mode]) continue;
+      r->mode = (int)mode;
+      atomic_store(&r->stop, 0);
+      pthread_barrier_wait(&r->start);
+      t0 = now_ns();
+      sleep_ns(round_ns);
+      atomic_store(&r->stop, 1);
+      pthread_barrier_wait(&r->end);
+      for (i = 0; i < nthreads; i++) {
+        cycles += ws[i].round_cycles;
+        if (ws[i].end_ns > t_end) t_end = ws[i].end_ns;
+      }
+      ops[mode][k] =
+          t_end > t0 ? (double)cycles * 1e9 / (double)(t_end - t0) : 0;
+      if (g_verbose)
+        printf("# round=%u mode=%s threads=%u ops_per_s=%.0f\n", k,
+               mode == MODE_QORB ? "threads" : "floor", nthreads,
+               ops[mode][k]);
+    }
+    if (enabled[MODE_QORB] && enabled[MODE_FLOOR])
+      ratios[k] = ops[MODE_FLOOR][k] > 0
+                      ? ops[MODE_QORB][k] / ops[MODE_FLOOR][k]
+                      : 0;
   }
-  res->ops_per_s =
-      t_end > t0 ? (double)res->cycles * 1e9 / (double)(t_end - t0) : 0;
-  rc = finish_latency(res, ws, nthreads);
-out_stop:
+  r->quit = 1;
+  pthread_barrier_wait(&r->start);
+  for (i = 0; i < started; i++) pthread_join(ws[i].tid, NULL);
   pthread_barrier_destroy(&r->start);
+  pthread_barrier_destroy(&r->end);
+
+  rc = 0;
+  for (mode = 0; mode < NMODES; mode++) {
+    per_mode_t *pms[MAX_THREADS];
+    result_t *o = &res[mode];
+    if (!enabled[mode]) continue;
+    for (i = 0; i < nthreads; i++) {
+      per_mode_t *pm = &ws[i].m[mode];
+      pms[i] = pm;
+      o->cycles += pm->cycles;
+      o->violations += pm->violations;
+      if (pm->errors && o->errors == 0) o->first_error = pm->first_error;
+      o->errors += pm->errors;
+      if (pm->cycles == 0) o->starved++;
+    }
+    o->ops_per_s = median(ops[mode], rounds);
+    if (finish_latency(o, pms, nthreads) != 0) rc = -1;
+  }
+  if (enabled[MODE_QORB] && enabled[MODE_FLOOR])
+    *ratio = median(ratios, rounds);
+
 out_free:
   if (ws)
-    for (i = 0; i < nthreads; i++) free(ws[i].samples);
+    for (i = 0; i < nthreads; i++)
+      for (mode = 0; mode < NMODES; mode++) free(ws[i].m[mode].samples);
   free(ws);
   free(r);
   return rc;
@@ -500,6 +597,8 @@ typedef struct claimant {
   qorb_claim_t *claim;
   int waiting; /* a qorb_pool_claim() callback is pending */
   int marked;  /* this claimant set the connection's held flag */
+  int timed;   /* a sampled turn fell back: time it to the callback */
+  uint64_t t0;
 } claimant_t;
 
 struct async_run {
@@ -518,7 +617,8 @@ struct async_run {
   uint64_t deadline;
   int pred_ok;
   int closed;
-  worker_t w; /* counters and samples, as for a thread */
+  per_mode_t w; /* counters and samples, as for a thread */
+  uint64_t end_ns;
   uint64_t steps;
   uint64_t fallbacks;
 };
@@ -547,11 +647,19 @@ static void async_claimed(qorb_pool_t *pool, int status, qorb_claim_t *claim,
   c->waiting = 0;
   ar->nwaiting--;
   if (status != 0) {
+    c->timed = 0;
     if (ar->w.errors++ == 0) ar->w.first_error = status;
     return;
   }
   async_take(c, claim);
   ar->w.cycles++;
+  if (c->timed) {
+    /* A sampled turn that had to wait: its latency runs to here. */
+    uint64_t dt = now_ns() - c->t0;
+    ar->w.samples[ar->w.nsamples++ % ar->w.cap] =
+        dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+    c->timed = 0;
+  }
   /* Once stopped, hand it straight back so the pool can close. */
   if (ar->stop) async_give_back(c);
 }
@@ -605,6 +713,9 @@ static void async_drive(struct ev_loop *loop, ev_idle *w, int revents) {
         ar->w.cycles++;
         ar->w.samples[ar->w.nsamples++ % ar->w.cap] =
             dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+      } else if (rc == 1) {
+        c->timed = 1;
+        c->t0 = t0;
       }
     } else if (async_step(ar, c) == 0) {
       ar->w.cycles++;
@@ -616,7 +727,7 @@ static void async_stop(struct ev_loop *loop, ev_timer *w, int revents) {
   async_run_t *ar = w->data;
   (void)revents;
   ar->stop = 1;
-  ar->w.end_ns = now_ns();
+  ar->end_ns = now_ns();
   ev_idle_stop(loop, &ar->drive);
   ev_break(loop, EVBREAK_ONE);
 }
@@ -663,11 +774,12 @@ static void async_pool_closed(qorb_pool_t *pool, int status, void *arg) {
   ar->closed = 1;
 }
 
-static int run_async(unsigned m, unsigned k, double seconds, result_t *res,
-                     mock_ctx_t *mctx) {
+static int run_async(unsigned m, unsigned k, double seconds, unsigned rounds,
+                     result_t *res, mock_ctx_t *mctx) {
   async_run_t ar;
-  unsigned i;
-  uint64_t t0;
+  per_mode_t *pm = &ar.w;
+  double ops[MAX_ROUNDS];
+  unsigned i, round;
   int rc = -1;
 
   memset(res, 0, sizeof(*res));
@@ -688,30 +800,39 @@ static int run_async(unsigned m, unsigned k, double seconds, result_t *res,
 
   ev_idle_init(&ar.drive, async_drive);
   ar.drive.data = &ar;
-  ev_timer_init(&ar.stop_timer, async_stop, seconds, 0.);
+  ev_timer_init(&ar.stop_timer, async_stop, seconds / rounds, 0.);
   ar.stop_timer.data = &ar;
-  ev_now_update(ar.loop);
-  t0 = now_ns();
-  ev_idle_start(ar.loop, &ar.drive);
-  ev_timer_start(ar.loop, &ar.stop_timer);
-  ev_run(ar.loop, 0);
-  ev_timer_stop(ar.loop, &ar.stop_timer);
-  ev_idle_stop(ar.loop, &ar.drive);
-  if (!ar.stop) { /* ev_run returned for another reason */
-    ar.stop = 1;
-    ar.w.end_ns = now_ns();
+  /* Rounds as in the thread modes; claims stay held between rounds. */
+  for (round = 0; round < rounds; round++) {
+    uint64_t c0 = ar.w.cycles, t0;
+    ar.stop = 0;
+    ev_timer_set(&ar.stop_timer, seconds / rounds, 0.);
+    ev_now_update(ar.loop);
+    t0 = now_ns();
+    ev_idle_start(ar.loop, &ar.drive);
+    ev_timer_start(ar.loop, &ar.stop_timer);
+    ev_run(ar.loop, 0);
+    ev_timer_stop(ar.loop, &ar.stop_timer);
+    ev_idle_stop(ar.loop, &ar.drive);
+    if (!ar.stop) { /* ev_run returned for another reason */
+      ar.stop = 1;
+      ar.end_ns = now_ns();
+    }
+    ops[round] = ar.end_ns > t0 ? (double)(ar.w.cycles - c0) * 1e9 /
+                                      (double)(ar.end_ns - t0)
+                                : 0;
+    if (g_verbose)
+      printf("# round=%u mode=async ops_per_s=%.0f\n", round, ops[round]);
   }
 
   res->cycles = ar.w.cycles;
-  res->ops_per_s = ar.w.end_ns > t0 ? (double)ar.w.cycles * 1e9 /
-                                          (double)(ar.w.end_ns - t0)
-                                    : 0;
+  res->ops_per_s = median(ops, rounds);
   res->violations = ar.w.violations;
   res->errors = ar.w.errors;
   res->first_error = ar.w.first_error;
   res->fallbacks = ar.fallbacks;
   res->starved = ar.w.cycles == 0;
-  if (finish_latency(res, &ar.w, 1) != 0) goto close;
+  if (finish_latency(res, &pm, 1) != 0) goto close;
   rc = 0;
 
 close:
@@ -760,13 +881,16 @@ static void usage(FILE *f) {
           "usage: claim [--seconds S] [--threads 1,2,4,8,16,32] "
           "[--pools 8,32]\n"
           "             [--modes threads,floor,async] [--claimants K] "
-          "[--no-check]\n"
-          "  --seconds S    measured time per configuration (default 0.5)\n"
+          "[--rounds R] [--no-check]\n"
+          "             [--verbose]\n"
+          "  --seconds S    measured time per mode and point (default 0.5)\n"
           "  --threads L    thread counts for the threads and floor modes\n"
           "  --pools L      pool sizes (max_slots = spares = M)\n"
           "  --modes L      which modes to run (default all three)\n"
           "  --claimants K  concurrent claimants in async mode (default M)\n"
-          "  --no-check     skip the held-flag CAS (in every mode)\n");
+          "  --rounds R     rounds per mode, alternated; medians (default 5)\n"
+          "  --no-check     skip the held-flag CAS (in every mode)\n"
+          "  --verbose      print every round's figure as a # line\n");
 }
 
 /* Median cost of the two clock reads around a sampled cycle. */
@@ -789,8 +913,10 @@ int main(int argc, char **argv) {
   double seconds = 0.5;
   unsigned pi, ti;
   int i, failed = 0;
-  uint64_t total_violations = 0;
+  uint64_t total_violations = 0, total_errors = 0;
   unsigned total_starved = 0;
+  unsigned rounds = 5;
+  double load[1];
 
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -826,6 +952,17 @@ int main(int argc, char **argv) {
         return 2;
       }
       i++;
+    } else if (strcmp(a, "--rounds") == 0 && v) {
+      unsigned n;
+      unsigned list[MAX_LIST];
+      if (parse_list(v, list, &n, MAX_ROUNDS) != 0 || n != 1) {
+        fprintf(stderr, "claim: bad --rounds (1..%d)\n", MAX_ROUNDS);
+        return 2;
+      }
+      rounds = list[0];
+      i++;
+    } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+      g_verbose = 1;
     } else if (strcmp(a, "--no-check") == 0) {
       g_check = 0;
     } else if (strcmp(a, "--claimants") == 0 && v) {
@@ -843,10 +980,16 @@ int main(int argc, char **argv) {
     }
   }
 
-  printf("# bench=claim seconds=%.2f sample=1/%u check=%s clock_pair_ns=%llu "
-         "(included in p50/p99)\n",
-         seconds, SAMPLE_MASK + 1, g_check ? "on" : "off",
-         (unsigned long long)clock_overhead());
+  if (seconds / rounds < 0.005) {
+    fprintf(stderr, "claim: rounds shorter than 5 ms; use fewer --rounds\n");
+    return 2;
+  }
+  /* Other work on the machine skews absolute figures more than ratios. */
+  if (getloadavg(load, 1) != 1) load[0] = -1;
+  printf("# bench=claim seconds=%.2f rounds=%u sample=1/%u check=%s "
+         "clock_pair_ns=%llu (included in p50/p99) loadavg=%.2f\n",
+         seconds, rounds, SAMPLE_MASK + 1, g_check ? "on" : "off",
+         (unsigned long long)clock_overhead(), load[0]);
   fflush(stdout);
 
   for (pi = 0; pi < npools; pi++) {
@@ -876,29 +1019,27 @@ int main(int argc, char **argv) {
 
     for (ti = 0; ti < nthreads; ti++) {
       unsigned n = threads[ti];
-      result_t rq, rf;
-      int have_q = 0, have_f = 0;
+      result_t rs[NMODES];
+      double ratio;
+      if (pool == NULL && !have_floor) break;
+      if (run_point(pool, have_floor ? &floor : NULL, n, seconds, rounds, rs,
+                    &ratio) != 0) {
+        failed = 1;
+        continue;
+      }
       if (pool) {
-        if (run_threads(MODE_QORB, pool, NULL, n, seconds, &rq) == 0) {
-          print_result("threads", n, m, &rq);
-          total_violations += rq.violations;
-          total_starved += rq.starved;
-          have_q = 1;
-        } else {
-          failed = 1;
-        }
+        print_result("threads", n, m, &rs[MODE_QORB]);
+        total_violations += rs[MODE_QORB].violations;
+        total_starved += rs[MODE_QORB].starved;
+        total_errors += rs[MODE_QORB].errors;
       }
       if (have_floor) {
-        if (run_threads(MODE_FLOOR, NULL, &floor, n, seconds, &rf) == 0) {
-          print_result("floor", n, m, &rf);
-          have_f = 1;
-        } else {
-          failed = 1;
-        }
+        print_result("floor", n, m, &rs[MODE_FLOOR]);
+        total_violations += rs[MODE_FLOOR].violations;
       }
-      if (have_q && have_f)
+      if (pool && have_floor)
         printf("bench=claim ratio threads=%u pool=%u qorb_over_floor=%.2f\n",
-               n, m, rf.ops_per_s > 0 ? rq.ops_per_s / rf.ops_per_s : 0.0);
+               n, m, ratio);
       fflush(stdout);
     }
 
@@ -923,10 +1064,12 @@ int main(int argc, char **argv) {
       mock_ctx_t actx;
       atomic_init(&actx.opened, 0u);
       atomic_init(&actx.closed, 0u);
-      if (run_async(m, claimants ? claimants : m, seconds, &ra, &actx) == 0) {
+      if (run_async(m, claimants ? claimants : m, seconds, rounds, &ra,
+                    &actx) == 0) {
         print_result("async", 1, m, &ra);
         total_violations += ra.violations;
         total_starved += ra.starved;
+        total_errors += ra.errors;
       } else {
         failed = 1;
       }
@@ -938,9 +1081,10 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (total_violations || total_starved) {
-    fprintf(stderr, "claim: %llu violations, %u starved threads\n",
-            (unsigned long long)total_violations, total_starved);
+  if (total_violations || total_starved || total_errors) {
+    fprintf(stderr, "claim: %llu violations, %u starved threads, %llu errors\n",
+            (unsigned long long)total_violations, total_starved,
+            (unsigned long long)total_errors);
     failed = 1;
   }
   return failed ? 1 : 0;

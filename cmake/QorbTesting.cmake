@@ -13,6 +13,7 @@
 #     [ENVIRONMENT "NAME=value" ...]
 #     [TIMEOUT 300]                       # seconds; default 300
 #     [RESOURCE_LOCK name ...]            # tests sharing a server/port
+#     [FIXTURES_REQUIRED name ...]        # ctest fixtures (server start/stop)
 #     [RUN_SERIAL])                       # run with nothing else in parallel
 #
 # builds executable NAME linked with cmocka (PkgConfig::CMOCKA), qorb_static
@@ -35,7 +36,7 @@ include_guard(GLOBAL)
 function(qorb_add_unit_test)
   cmake_parse_arguments(PARSE_ARGV 0 A "RUN_SERIAL"
     "NAME;TIMEOUT"
-    "SOURCES;LABELS;DEPS;INCLUDE_DIRS;DEFINITIONS;ARGS;ENVIRONMENT;RESOURCE_LOCK")
+    "SOURCES;LABELS;DEPS;INCLUDE_DIRS;DEFINITIONS;ARGS;ENVIRONMENT;RESOURCE_LOCK;FIXTURES_REQUIRED")
   if(NOT A_NAME OR NOT A_SOURCES)
     message(FATAL_ERROR "qorb_add_unit_test: NAME and SOURCES are required")
   endif()
@@ -77,6 +78,9 @@ function(qorb_add_unit_test)
   endif()
   if(A_RESOURCE_LOCK)
     set_tests_properties(${A_NAME} PROPERTIES RESOURCE_LOCK "${A_RESOURCE_LOCK}")
+  endif()
+  if(A_FIXTURES_REQUIRED)
+    set_tests_properties(${A_NAME} PROPERTIES FIXTURES_REQUIRED "${A_FIXTURES_REQUIRED}")
   endif()
   if(A_RUN_SERIAL)
     set_tests_properties(${A_NAME} PROPERTIES RUN_SERIAL TRUE)

@@ -629,6 +629,7 @@ int qorb_resolver_update(qorb_resolver_t *r, const qorb_addr_t *addrs,
       continue;
     }
     b->addr = addrs[i];
+    b->jitter = rng_unit(p) * 0.5;
     qorb__list_init(&b->slots);
     b->window_start = ev_now(p->loop);
     pthread_mutex_lock(&p->mu);
@@ -731,10 +732,25 @@ static void slot_timer_start(qorb_claim_t *s, unsigned delay_ms) {
   ev_timer_start(s->pool->loop, &s->timer);
 }
 
-/* Is this slot beyond what its backend should keep? */
+/* Has `b` a connected slot that is not retiring (a ready replacement)? */
+static int backend_has_fresh(struct qorb__backend *b) {
+  qorb__list_t *it;
+  for (it = b->slots.next; it != &b->slots; it = it->next) {
+    qorb_claim_t *x = QORB_CONTAINER_OF(it, qorb_claim_t, blink);
+    if (!x->retiring && x->connected) return 1;
+  }
+  return 0;
+}
+
+/*
+ * Is this slot beyond what its backend should keep? A retiring slot is,
+ * once a replacement is connected: until then it keeps serving, so that a
+ * lifetime expiry never leaves a gap.
+ */
 static int slot_excess(qorb_claim_t *s) {
   struct qorb__backend *b = s->backend;
-  if (s->pool->closing_loop || b->removed || s->retiring) return 1;
+  if (s->pool->closing_loop || b->removed) return 1;
+  if (s->retiring) return backend_has_fresh(b);
   return b->nslots - b->nretiring > b->target;
 }
 
@@ -813,10 +829,10 @@ static void slot_set_idle(qorb_claim_t *s) {
   int wake = 0, replacement = 0;
 
   s->op = QORB__OP_NONE;
-  if (p->policy.health_interval_ms > 0 && (p->cops->check != NULL || s->retiring))
-    slot_timer_start(s, p->policy.health_interval_ms);
-  else if (s->retiring)
+  if (s->retiring)
     slot_timer_start(s, p->policy.rebalance_interval_ms);
+  else if (p->policy.health_interval_ms > 0 && p->cops->check != NULL)
+    slot_timer_start(s, p->policy.health_interval_ms);
   else
     ev_timer_stop(p->loop, &s->timer);
   replacement = !s->retiring && s->backend->nretiring > 0;
@@ -1053,9 +1069,16 @@ static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
                 st == QORB__S_CONNECTING ? FAIL_CONNECT : FAIL_OP);
     return;
   case QORB__S_IDLE:
-    if (s->retiring) {
+    if (s->retiring && backend_has_fresh(s->backend)) {
       if (atomic_compare_exchange_strong(&s->state, &idle, QORB__S_CLOSING))
         slot_free_and_rebalance(s);
+      else
+        slot_timer_start(s, p->policy.rebalance_interval_ms);
+      return;
+    }
+    if (p->cops->check == NULL || p->policy.health_interval_ms == 0) {
+      /* No health checks: only a retiring slot needs this timer. */
+      if (s->retiring) slot_timer_start(s, p->policy.rebalance_interval_ms);
       return;
     }
     /* Health check, if nobody claims it first. */
@@ -1086,9 +1109,10 @@ static void slot_life_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   if (s->retiring) return;
   /*
    * Retire without a gap: the slot stays claimable while rebalancing starts
-   * its replacement; the first replacement to become idle closes it (a
-   * claimed one closes on release, a busy one when its op ends, an idle one
-   * at the latest at its next health-check tick).
+   * its replacement; the first replacement to become idle closes it. Until
+   * a replacement is connected it keeps serving (a release puts it back);
+   * after that, a claimed one closes on release, a busy one when its op
+   * ends, an idle one at its next timer tick.
    */
   s->retiring = 1;
   s->backend->nretiring++;
@@ -1186,8 +1210,9 @@ static void backend_shrink(qorb_pool_t *p, struct qorb__backend *b) {
                   !(st == QORB__S_CONNECTING && !s->op_done_queued))) {
         continue; /* connected and busy: leave it unless the backend is gone */
       }
+      last = last && b->removed; /* read before unbind may free b */
       slot_unbind(s);
-      if (last && b->removed) return; /* b is freed */
+      if (last) return;
     }
   }
 }
@@ -1206,7 +1231,7 @@ static void pool_rebalance(qorb_pool_t *p) {
 
   for (it = p->backends.next; it != &p->backends; it = it->next) {
     b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
-    b->rank = (double)backend_recent_failures(p, b) + rng_unit(p) * 0.5;
+    b->rank = (double)backend_recent_failures(p, b) + b->jitter;
     if (b->removed || p->closing_loop) {
       b->target = 0;
       continue;

@@ -112,6 +112,7 @@ struct qorb__backend {
   _Atomic unsigned fail_cur, fail_prev; /* windowed failure count */
   ev_tstamp window_start;
   double rank;             /* lower is better */
+  double jitter;           /* fixed per backend: spreads clients, never flaps */
   uint64_t claims_retired; /* [mu] claims of slots no longer bound */
   _Atomic uint64_t connects;
   _Atomic uint64_t failures;

@@ -4,7 +4,7 @@
  * server over TCP. Read it top to bottom before writing your own; each op
  * says what qorb expects of it and why.
  *
- * The contract in five sentences (connector.h has the full text):
+ * The contract in five points (connector.h has the full text):
  *
  *  1. Each connection is an object of ours (`echo_conn_t`). qorb never
  *     looks inside; it hands the object back to every op and to `close`.
@@ -20,9 +20,10 @@
  *  4. All ops run on the pool loop thread, except `needs_recycle`, which
  *     runs on whatever thread releases a claim. It must not block, do I/O
  *     or touch loop state.
- *  5. qorb_op_done() may close and free the connection before it returns
- *     (a failed op is followed by `close`). So call it last, and do not
- *     touch the connection after it.
+ *  5. qorb_op_done() is the op's last word. qorb acts on it later in the
+ *     same loop iteration (never inside the call), and after a failure
+ *     that action is `close`. So finish all bookkeeping first (stop the
+ *     watcher, clear the op), call it last, and touch nothing after it.
  *
  * The protocol is as small as it gets: the server sends back every byte it
  * receives. A health check is a real round trip ("ping\n" -> "ping\n"). An
@@ -86,7 +87,9 @@ typedef struct echo_conn {
  * ------------------------------------------------------------------------
  * Every op ends here, success or failure: stop the watcher so that nothing
  * fires while the connection is idle or claimed, forget the op, and only
- * then tell qorb. After qorb_op_done() returns, `c` may be gone.
+ * then tell qorb. The connection is qorb's again from that moment: it may
+ * be claimed by another thread or closed, so nothing here touches `c`
+ * after qorb_op_done().
  */
 static void echo_finish(echo_conn_t *c, int status) {
   qorb_op_t *op = c->op;

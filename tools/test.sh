@@ -63,7 +63,8 @@ echo "== asan: ctest"
 
 build tsan RelWithDebInfo thread
 echo "== tsan: ctest -L threads"
-if ! (cd build/tsan && ctest -N -L threads) | grep -q 'Test *#'; then
+tsan_list=$(cd build/tsan && ctest -N -L threads)
+if ! grep -q 'Test *#' <<<"$tsan_list"; then
   echo "== tsan: no tests labelled threads yet"
 fi
 (cd build/tsan && ctest --output-on-failure -j2 -L threads --no-tests=ignore)

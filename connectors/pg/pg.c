@@ -49,7 +49,8 @@ typedef enum pg_phase {
   PH_CHECK,      /* health check round trip */
   PH_ROLLBACK,   /* recycle: ROLLBACK of a left-over transaction */
   PH_RESET,      /* recycle: reset SQL */
-  PH_ACQUIRE     /* prepare: acquire SQL */
+  PH_ACQUIRE,    /* prepare: acquire SQL */
+  PH_CONNECT_ACQUIRE /* connect: acquire SQL as its last step */
 } pg_phase_t;
 
 typedef struct pg_conn {
@@ -63,6 +64,8 @@ typedef struct pg_conn {
   pg_phase_t phase;
   int failed;         /* a result of the current query was an error */
   int in_recovery;    /* from the role query: 1, 0, -1 unknown */
+  int fresh;          /* connected, acquire SQL already run: the prepare
+                         that follows a connect has nothing to do */
   /* libpq's defaults, put back at each release */
   PQnoticeReceiver notice_receiver;
   PQnoticeProcessor notice_processor;
@@ -83,12 +86,13 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* libpq's messages end in a newline (sometimes several lines): record them
-   without the trailing white space. */
-static int trimmed_len(const char *msg) {
-  size_t n = msg ? strlen(msg) : 0;
-  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ' ||
-                   msg[n - 1] == '\r' || msg[n - 1] == '\t'))
+/* libpq's messages end in a newline and may go on with more lines (the
+   server's LINE/HINT context, "Is the server running...?"): the first line
+   says what happened and fits the backend's bounded error buffer. */
+static int first_line_len(const char *msg) {
+  size_t n = msg ? strcspn(msg, "\n") : 0;
+  while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == '\r' ||
+                   msg[n - 1] == '\t'))
     n--;
   return n > 4096 ? 4096 : (int)n;
 }
@@ -96,7 +100,7 @@ static int trimmed_len(const char *msg) {
 static void op_error(pg_conn_t *c, const char *what, const char *msg) {
   if (!msg || !*msg) msg = PQerrorMessage(c->pg);
   if (msg && *msg)
-    qorb_op_set_error(c->op, "%s%.*s", what, trimmed_len(msg), msg);
+    qorb_op_set_error(c->op, "%s%.*s", what, first_line_len(msg), msg);
   else
     qorb_op_set_error(c->op, "%sconnection lost", what);
 }
@@ -146,7 +150,7 @@ static void finish(pg_conn_t *c, int status) {
   c->op = NULL;
   if (status == 0 && PQsetnonblocking(c->pg, 0) != 0) {
     qorb_op_set_error(op, "cannot leave non-blocking mode: %.*s",
-                      trimmed_len(PQerrorMessage(c->pg)),
+                      first_line_len(PQerrorMessage(c->pg)),
                       PQerrorMessage(c->pg));
     status = QORB_ECLOSED;
   }
@@ -161,7 +165,8 @@ static int phase_error(pg_phase_t ph) {
     case PH_CHECK: return QORB_ECHECK;
     case PH_ROLLBACK:
     case PH_RESET: return QORB_ERECYCLE;
-    case PH_ACQUIRE: return QORB_EACQUIRE;
+    case PH_ACQUIRE:
+    case PH_CONNECT_ACQUIRE: return QORB_EACQUIRE;
     case PH_NONE: break;
   }
   return QORB_EPROTO;
@@ -214,9 +219,27 @@ static void role_result(pg_conn_t *c, const PGresult *res) {
   }
 }
 
+/*
+ * The last step of a connect. With acquire SQL, it runs now, as part of the
+ * connect: SQL that cannot succeed (a missing table, a privilege) then
+ * fails the connect itself, so the pool judges the backend unusable and
+ * fails claims at once instead of letting them wait for a connection that
+ * will never be handed out. The prepare op that follows has nothing left
+ * to do.
+ */
+static void connect_ready(pg_conn_t *c) {
+  if (!c->ctx->acquire_sql) {
+    finish(c, 0);
+    return;
+  }
+  if (query_start(c, PH_CONNECT_ACQUIRE, c->ctx->acquire_sql) != 0)
+    fail(c, "acquire: ", NULL);
+}
+
 /* Both the connect and the health check end here when a role is wanted. */
 static void role_verdict(pg_conn_t *c) {
   qorb_pg_role_t want = c->ctx->role;
+  int connecting = c->phase == PH_ROLE;
   if (c->in_recovery < 0) {
     qorb_op_set_error(c->op, "pg_is_in_recovery() gave no answer");
     finish(c, QORB_EPROTO);
@@ -230,6 +253,8 @@ static void role_verdict(pg_conn_t *c) {
                       "backend is a primary (not in recovery); the pool "
                       "wants a standby");
     finish(c, QORB_EROLE);
+  } else if (connecting) {
+    connect_ready(c);
   } else {
     finish(c, 0);
   }
@@ -276,6 +301,10 @@ static void query_done(pg_conn_t *c) {
     case PH_ACQUIRE:
       finish(c, 0);
       return;
+    case PH_CONNECT_ACQUIRE:
+      c->fresh = 1;
+      finish(c, 0);
+      return;
     case PH_CONNECT:
     case PH_NONE:
       break;
@@ -308,9 +337,11 @@ static int query_result(pg_conn_t *c, PGresult *res) {
       if (!c->failed) {
         const char *m = PQresultErrorMessage(res);
         const char *what = c->phase == PH_RESET      ? "reset: "
-                           : c->phase == PH_ACQUIRE  ? "acquire: "
                            : c->phase == PH_ROLLBACK ? "rollback: "
-                                                     : "";
+                           : c->phase == PH_ACQUIRE ||
+                                   c->phase == PH_CONNECT_ACQUIRE
+                               ? "acquire: "
+                               : "";
         op_error(c, what, m);
       }
       c->failed = 1;
@@ -364,7 +395,7 @@ static void connected(pg_conn_t *c) {
   c->notice_receiver = PQsetNoticeReceiver(c->pg, NULL, NULL);
   c->notice_processor = PQsetNoticeProcessor(c->pg, NULL, NULL);
   if (c->ctx->role == QORB_PG_ROLE_ANY) {
-    finish(c, 0);
+    connect_ready(c);
     return;
   }
   c->in_recovery = -1;
@@ -466,7 +497,9 @@ static int pg_check(void *vctx, qorb_op_t *op, void *vconn) {
 static int pg_prepare(void *vctx, qorb_op_t *op, void *vconn) {
   pg_ctx_t *ctx = vctx;
   pg_conn_t *c = vconn;
-  if (!ctx->acquire_sql) {
+  if (!ctx->acquire_sql || c->fresh) {
+    /* Just connected: the connect ran the acquire SQL already. */
+    c->fresh = 0;
     c->op = op;
     c->phase = PH_ACQUIRE;
     finish(c, 0);
@@ -664,7 +697,7 @@ static int kv_parse(kvlist_t *l, const char *conninfo, char *err,
   int rc = 0;
   if (!opts) {
     if (msg) {
-      set_err(err, errlen, "%.*s", trimmed_len(msg), msg);
+      set_err(err, errlen, "%.*s", first_line_len(msg), msg);
       PQfreemem(msg);
       return QORB_ECONFIG;
     }

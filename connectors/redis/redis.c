@@ -733,8 +733,7 @@ static int qr_blk_start(qr_conn_t *k, qorb_op_t *op, enum qr_op kind) {
   return 0;
 }
 
-static int qr_blk_connect(qr_conn_t *k, qorb_op_t *op,
-                          const qorb_addr_t *addr) {
+static int qr_blk_connect(qr_conn_t *k, const qorb_addr_t *addr) {
   redisContext *c;
   int fl, rc;
 
@@ -769,7 +768,6 @@ static int qr_blk_connect(qr_conn_t *k, qorb_op_t *op,
   k->io.data = k;
   k->io_events = EV_WRITE;
   ev_io_start(k->loop, &k->io);
-  (void)op;
   return 0;
 }
 
@@ -1044,7 +1042,7 @@ static int qr_connect(void *ctx, qorb_op_t *op, const qorb_addr_t *addr,
   if (cfg->flavour == QORB_REDIS_ASYNC)
     rc = qr_async_connect(k, addr);
   else
-    rc = qr_blk_connect(k, op, addr);
+    rc = qr_blk_connect(k, addr);
   if (rc != 0) {
     /* Failed before starting: no qorb_op_done(), and the object is ours. */
     k->op = NULL;
@@ -1089,9 +1087,11 @@ static int qr_needs_recycle(void *ctx, void *conn) {
     /* Commands appended and never sent: their replies would go to the
      * next claimant. */
     if (qr_obuf_pending(c)) return QORB_EBROKEN;
-    /* A reply half parsed, or bytes read and not yet parsed. */
-    if (c->reader == NULL || c->reader->ridx != -1 ||
-        c->reader->pos < c->reader->len)
+    /* Replies read and not taken. (A reply half read only happens with
+     * an error on the context, caught above: in blocking mode hiredis
+     * reads until a reply is complete. The reader's task index is no
+     * guide: it stays at 0 after any call that found no reply.) */
+    if (c->reader == NULL || c->reader->pos < c->reader->len)
       return QORB_EBROKEN;
   } else {
     const redisAsyncContext *ac = k->ac;

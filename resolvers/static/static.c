@@ -38,7 +38,7 @@
 
 typedef enum static_state {
   STATIC_NEW,     /* not started: set() replaces `addrs` */
-  STATIC_RUNNING, /* started: set() fills `pending` and wakes the loop */
+  STATIC_RUNNING, /* started: set() replaces `addrs`, wakes the loop */
   STATIC_STOPPED  /* stopped: like NEW, nothing reaches the loop */
 } static_state_t;
 
@@ -52,7 +52,7 @@ typedef struct static_ctx {
   size_t naddrs;
   int dirty; /* `addrs` changed since it was last reported */
 
-  /* Loop thread only. */
+  /* Loop thread only (set() reads `loop` under `mu` once RUNNING). */
   qorb_resolver_t *r;
   struct ev_loop *loop;
   ev_async wake;   /* set() -> loop: a new list is waiting */

@@ -11,6 +11,7 @@
 #   pg_servers.sh ROOT setup        template (initdb, once) + servers a and b
 #   pg_servers.sh ROOT cleanup      stop every server under ROOT, remove data
 #   pg_servers.sh ROOT start|stop|restart|freeze|thaw|pid|ensure NAME
+#   pg_servers.sh ROOT shutdown-smart NAME  begin a smart shutdown, no wait
 #   pg_servers.sh ROOT pair-up      primary p + streaming standby s (fresh)
 #   pg_servers.sh ROOT pair-down    stop and remove p and s
 #   pg_servers.sh ROOT promote s
@@ -115,14 +116,28 @@ start() {
     start || { tail -n 20 "$d/server.log" >&2; die "server $name did not start"; }
 }
 
+# Is the process alive (a zombie is not: nobody may reap it here)?
+alive() {
+  [ -r "/proc/$1/stat" ] || return 1
+  st=$(sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f1)
+  [ "$st" != Z ] && [ "$st" != X ]
+}
+
 stop() {
   name=$1 mode=${2:-fast}
   d=$(pgdata "$name")
   [ -d "$d" ] || return 0
   thaw "$name"
+  pid=$(pm_pid "$name")
   if running "$name"; then
     as_pg "$PGBIN/pg_ctl" -D "$d" -m "$mode" -w -t 60 -s stop ||
-      { pid=$(pm_pid "$name"); [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true; }
+      { [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true; }
+  fi
+  # pg_ctl returns when the pid file is gone; wait for the processes too,
+  # so that nothing is left running when the fixture ends.
+  if [ -n "$pid" ]; then
+    i=0
+    while alive "$pid" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
   fi
 }
 
@@ -213,6 +228,11 @@ case $CMD in
   ensure)
     thaw "$NAME"
     start "$NAME"
+    ;;
+  shutdown-smart)
+    # Begin a smart shutdown and return at once: while sessions remain, the
+    # server refuses new ones with "the database system is shutting down".
+    as_pg "$PGBIN/pg_ctl" -D "$(pgdata "$NAME")" -m smart -W -s stop
     ;;
   freeze) freeze "$NAME" ;;
   thaw) thaw "$NAME" ;;

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * redis_testlib.h: helpers shared by the qorb-redis integration tests: the
+ * server script (redis_servers.sh, whose path CMake passes in), pools over
+ * the fixture's servers, bounded waits on conditions, stats lookups, an
+ * admin connection of the test's own (plain blocking hiredis, never
+ * through a pool) for CLIENT KILL and friends, and a few steps for driving
+ * an application loop from the test (async claims and commands).
+ *
+ * Servers (see redis_servers.sh), all started by the CTest fixture:
+ * a 127.0.0.2:56391 and b 127.0.0.3:56392 (masters), r 127.0.0.3:56393
+ * (replica of a), p 127.0.0.2:56394 (requirepass, ACL user).
+ */
+#ifndef QORB_REDIS_TESTLIB_H
+#define QORB_REDIS_TESTLIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <qorb/qorb.h>
+#include <qorb/redis.h>
+
+#define RT_A "127.0.0.2:56391"
+#define RT_B "127.0.0.3:56392"
+#define RT_R "127.0.0.3:56393"
+#define RT_P "127.0.0.2:56394"
+#define RT_AB RT_A "," RT_B
+#define RT_REFUSED "127.0.0.2:56398" /* nothing listens there */
+#define RT_PASSWORD "qorb-secret"
+#define RT_USER "qorbuser"
+#define RT_USER_PASSWORD "qorb-user-pw"
+
+/* Run `redis_servers.sh ROOT <args>`; returns its exit status. */
+int rt_servers(const char *args);
+
+/*
+ * Block SIGPIPE on the calling thread: a claimant's write to a connection
+ * that the test killed must not end the test. Pools made by rt_pool()
+ * still start their threads with SIGPIPE unblocked, so the connector's own
+ * guard is exercised.
+ */
+void rt_block_sigpipe(void);
+
+/* Milliseconds on the monotonic clock. */
+uint64_t rt_now_ms(void);
+
+/* Sleep a little: the step of every bounded wait loop. */
+void rt_nap_ms(unsigned ms);
+
+/* Wait until `cond` is true, polling every 10 ms, at most `ms` ms. The
+ * caller asserts the condition afterwards. */
+#define RT_WAIT(cond, ms)                                       \
+  do {                                                          \
+    uint64_t rt_end_ = rt_now_ms() + (uint64_t)(ms);            \
+    while (!(cond) && rt_now_ms() < rt_end_) rt_nap_ms(10);     \
+  } while (0)
+
+/* Test options: the library defaults plus a client name. */
+void rt_options(qorb_redis_options_t *o, const char *client_name);
+
+/*
+ * A pool over `backends` with options `o`, on `loop` (NULL: a thread of
+ * the pool's own). `tweak`, if not NULL, adjusts the policy, which starts
+ * from the library defaults with quick backoff (min 20 ms, max 200 ms).
+ * Fails the test on error.
+ */
+qorb_pool_t *rt_pool(const char *backends, const qorb_redis_options_t *o,
+                     struct ev_loop *loop, void (*tweak)(qorb_policy_t *));
+
+/* Close a pool on its own thread and assert it worked. */
+void rt_close(qorb_pool_t *pool);
+
+/* Close a pool on the application's `loop` and run the loop until it has
+ * closed. Asserts that the loop then has no active watcher left (ev_run
+ * returned on its own) within a bound. */
+void rt_close_on_loop(qorb_pool_t *pool, struct ev_loop *loop);
+
+/* Stats of one backend by its "host:port" text: 0, or -1 when unknown. */
+int rt_backend(qorb_pool_t *pool, const char *addr, qorb_backend_stats_t *out);
+int rt_online(qorb_pool_t *pool, const char *addr);
+unsigned rt_idle(qorb_pool_t *pool, const char *addr);
+uint64_t rt_claims(qorb_pool_t *pool, const char *addr);
+uint64_t rt_connects(qorb_pool_t *pool, const char *addr);
+uint64_t rt_failures(qorb_pool_t *pool, const char *addr);
+const char *rt_last_error(qorb_pool_t *pool, const char *addr, char *buf,
+                          size_t len);
+unsigned rt_total_idle(qorb_pool_t *pool);
+
+/* An admin connection to "host:port" (blocking, 5 s timeouts, AUTH for
+ * server p). Fails the test if it cannot connect. */
+redisContext *rt_admin(const char *addr);
+
+/* A command on a blocking context; fails the test on a NULL reply. */
+redisReply *rt_cmd(redisContext *c, const char *fmt, ...);
+
+/* A command whose reply must be the status `status` ("OK", "PONG"). */
+void rt_cmd_status(redisContext *c, const char *status, const char *fmt, ...);
+
+/* A command whose reply must be an integer; returns it. */
+long long rt_cmd_int(redisContext *c, const char *fmt, ...);
+
+/* Connections on the server at `addr` whose client name is `name`. */
+int rt_count_clients(const char *addr, const char *name);
+
+/* The CLIENT IDs of those connections (at most `cap`); returns how many. */
+int rt_client_ids(const char *addr, const char *name, long long *ids,
+                  int cap);
+
+/* CLIENT KILL ID `id` on the server at `addr`; 1 if it killed one. */
+int rt_kill_client(const char *addr, long long id);
+
+/* A field of a CLIENT INFO line ("db", "name", "sub", "multi", ...). */
+int rt_info_field(const char *info, const char *field, char *buf, size_t len);
+
+/* ---------------------------------------------------------------------
+ * Driving an application loop from the test thread (async flavour). Each
+ * runs the loop until its result is in, at most `ms` milliseconds.
+ * --------------------------------------------------------------------- */
+
+/* Claim through qorb_pool_claim(); returns the status. */
+int rt_loop_claim(qorb_pool_t *pool, struct ev_loop *loop, unsigned ms,
+                  qorb_claim_t **claim);
+
+/* Run one command on an async context and copy the reply into `out`.
+ * Returns 0; -1 when the reply was NULL (the connection failed); -2 on a
+ * timeout (the command may still be outstanding). */
+typedef struct rt_reply {
+  int type;
+  long long integer;
+  char str[512];
+  size_t elements;
+  char first[64]; /* first element's string, for arrays */
+} rt_reply_t;
+
+int rt_loop_cmd(struct ev_loop *loop, redisAsyncContext *ac, unsigned ms,
+                rt_reply_t *out, const char *fmt, ...);
+
+/* Run the loop for about `ms` milliseconds. */
+void rt_loop_for(struct ev_loop *loop, unsigned ms);
+
+#endif /* QORB_REDIS_TESTLIB_H */

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_oom.c: out-of-memory sweeps. With a counting allocator installed
+ * through qorb_set_allocator(), each scenario runs again and again with
+ * allocation N failing (N = 1, 2, ...; once, or from N on), until a run
+ * passes with no failure injected. Every run must end cleanly: each call
+ * returns success or QORB_ENOMEM (a claim may instead time out for want of
+ * a connection), close still completes, every connection opened is closed
+ * once, and no block qorb allocated is left (live count back to zero).
+ * libev allocates through its own allocator, not qorb's: not counted.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <string.h>
+
+#include "count_alloc.h"
+#include "fixture.h"
+
+#define MAX_STEPS 5000
+
+typedef struct outcome {
+  int full;        /* every step succeeded, the claim included */
+} outcome_t;
+
+static int claim_status_ok(int st) {
+  return st == 0 || st == QORB_ENOMEM || st == QORB_ENOBACKENDS ||
+         st == QORB_ENOTONLINE || st == QORB_EALLINUSE;
+}
+
+static void close_cb(qorb_pool_t *pool, int status, void *arg) {
+  (void)pool;
+  assert_int_equal(status, 0);
+  (*(int *)arg)++;
+}
+
+static void policy(qorb_policy_t *p) {
+  qorb_policy_init(p);
+  p->name = "oom";
+  p->max_slots = 2;
+  p->spares_wanted = 1;
+  p->min_backoff_ms = 1;
+  p->max_backoff_ms = 5;
+  p->backoff_spread_ms = 1;
+  p->claim_timeout_ms = 100;
+  p->rebalance_interval_ms = 10;
+  p->health_interval_ms = 0;
+  p->max_lifetime_ms = 0;
+  p->idle_timeout_ms = 0;
+}
+
+/* Application loop: connector, static resolver, pool, one claim, close. */
+static outcome_t scenario_loop(void) {
+  outcome_t o = {0};
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  fake_connector_t *fc = fake_connector_new(0);
+  qorb_connector_t *c = NULL;
+  qorb_resolver_t *r = NULL;
+  qorb_pool_t *pool = NULL;
+  qorb_policy_t pol;
+  claim_rec_t rec;
+  int rc, closed = 0, destroyed_expected = 0;
+
+  assert_non_null(loop);
+  rc = qorb_connector_new(&c, fake_connector_ops(fc), fc);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  if (rc != 0) goto done;
+  rc = qorb_static_resolver_new(&r, "127.0.0.1:1", NULL, 0);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  if (rc != 0) {
+    qorb_connector_free(c);
+    destroyed_expected = 1;
+    goto done;
+  }
+  policy(&pol);
+  rc = qorb_pool_new(&pool, loop, &pol, r, c, NULL, 0);
+  if (rc != 0) {
+    if (rc != QORB_ENOMEM) fail_msg("qorb_pool_new: %s", qorb_err_name(rc));
+    qorb_resolver_free(r);
+    qorb_connector_free(c);
+    destroyed_expected = 1;
+    goto done;
+  }
+  destroyed_expected = 1;
+
+  memset(&rec, 0, sizeof(rec));
+  rec.status = 1;
+  rc = qorb_pool_claim(pool, 100, claim_rec_cb, &rec, NULL);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  if (rc == 0) {
+    PUMP_UNTIL(loop, atomic_load(&rec.calls) == 1, 5000);
+    if (!claim_status_ok(rec.status))
+      fail_msg("claim under OOM: %s", qorb_err_name(rec.status));
+    if (rec.status == 0) {
+      assert_int_equal(fake_conn_release(rec.conn, (uintptr_t)&rec), 0);
+      assert_int_equal(qorb_release(rec.claim), 0);
+      o.full = 1;
+    }
+  }
+  /* Closing needs no memory: it must always work. */
+  assert_int_equal(qorb_pool_close(pool, close_cb, &closed), 0);
+  PUMP_UNTIL(loop, closed == 1, 5000);
+  pump_for(loop, 2);
+  assert_int_equal(closed, 1);
+
+done:
+  fake_connector_verify(fc, destroyed_expected);
+  assert_int_equal(loop_active(loop), 0);
+  ev_loop_destroy(loop);
+  fake_connector_free(fc);
+  return o;
+}
+
+/* Pool thread: pool_new(NULL loop), claim_wait, release, blocking close. */
+static outcome_t scenario_thread(void) {
+  outcome_t o = {0};
+  fake_connector_t *fc = fake_connector_new(0);
+  qorb_connector_t *c = NULL;
+  qorb_resolver_t *r = NULL;
+  qorb_pool_t *pool = NULL;
+  qorb_claim_t *claim = NULL;
+  qorb_policy_t pol;
+  int rc, closed = 0, destroyed_expected = 0;
+
+  rc = qorb_connector_new(&c, fake_connector_ops(fc), fc);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  if (rc != 0) goto done;
+  rc = qorb_static_resolver_new(&r, "127.0.0.1:1", NULL, 0);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  destroyed_expected = 1;
+  if (rc != 0) {
+    qorb_connector_free(c);
+    goto done;
+  }
+  policy(&pol);
+  rc = qorb_pool_new(&pool, NULL, &pol, r, c, NULL, 0);
+  if (rc != 0) {
+    if (rc != QORB_ENOMEM) fail_msg("qorb_pool_new: %s", qorb_err_name(rc));
+    qorb_resolver_free(r);
+    qorb_connector_free(c);
+    goto done;
+  }
+  rc = qorb_pool_claim_wait(pool, 100, &claim);
+  if (!claim_status_ok(rc)) fail_msg("claim_wait under OOM: %s", qorb_err_name(rc));
+  if (rc == 0) {
+    assert_int_equal(qorb_release(claim), 0);
+    o.full = 1;
+  }
+  assert_int_equal(qorb_pool_close(pool, close_cb, &closed), 0);
+  assert_int_equal(closed, 1);
+
+done:
+  fake_connector_verify(fc, destroyed_expected);
+  fake_connector_free(fc);
+  return o;
+}
+
+/* Static resolver on its own: new, replace, free. */
+static outcome_t scenario_static(void) {
+  outcome_t o = {0};
+  qorb_resolver_t *r = NULL;
+  int rc = qorb_static_resolver_new(&r, "127.0.0.1:1, [::1]:2, 127.0.0.3:3",
+                                    NULL, 0);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  if (rc != 0) return o;
+  rc = qorb_static_resolver_set(r, "127.0.0.4:4 127.0.0.5:5 [::1]:6 127.0.0.7:7",
+                                NULL, 0);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  if (rc == 0) o.full = 1;
+  qorb_resolver_free(r);
+  return o;
+}
+
+static void sweep(const char *name, outcome_t (*run)(void), int persistent) {
+  unsigned long n;
+  int done = 0;
+  for (n = 1; n <= MAX_STEPS && !done; n++) {
+    outcome_t o;
+    count_alloc_reset();
+    count_alloc_fail_at(n, persistent);
+    o = run();
+    count_alloc_fail_at(0, 0);
+    if (count_alloc_live() != 0)
+      fail_msg("%s: failing allocation %lu%s leaks %ld block(s)", name, n,
+               persistent ? " and after" : "", count_alloc_live());
+    assert_int_equal(count_alloc_bad_frees(), 0);
+    if (!count_alloc_failed()) {
+      /* Allocation n was never reached: the run had no fault. */
+      if (!o.full) fail_msg("%s: the run without a fault did not succeed", name);
+      print_message("%s (%s): %lu allocations swept\n", name,
+                    persistent ? "from N on" : "N only", n - 1);
+      done = 1;
+    }
+  }
+  assert_true(done);
+}
+
+static int setup(void **state) {
+  (void)state;
+  count_alloc_install();
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  assert_int_equal(count_alloc_live(), 0);
+  count_alloc_uninstall();
+  return 0;
+}
+
+static void test_oom_static(void **state) {
+  (void)state;
+  sweep("static resolver", scenario_static, 0);
+  sweep("static resolver", scenario_static, 1);
+}
+
+static void test_oom_pool_loop(void **state) {
+  (void)state;
+  sweep("pool on app loop", scenario_loop, 0);
+  sweep("pool on app loop", scenario_loop, 1);
+}
+
+static void test_oom_pool_thread(void **state) {
+  (void)state;
+  sweep("pool on own thread", scenario_thread, 0);
+  sweep("pool on own thread", scenario_thread, 1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_oom_static),
+      cmocka_unit_test(test_oom_pool_loop),
+      cmocka_unit_test(test_oom_pool_thread),
+  };
+  return cmocka_run_group_tests_name("oom", tests, setup, teardown);
+}
