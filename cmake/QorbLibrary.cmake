@@ -16,6 +16,8 @@
 # PkgConfig::HIREDIS, PC_REQUIRES "qorb hiredis"; resolvers/dns: NAME dns,
 # DEPS PkgConfig::CARES, PC_REQUIRES "qorb libcares"). It makes:
 #
+#   qorb-NAME_obj      the OBJECT library both are linked from: put extra
+#                      compile definitions/options for the sources here
 #   qorb-NAME          shared library libqorb-NAME.so.<VERSION>, soname
 #                      libqorb-NAME.so.<SOVERSION>; alias qorb::NAME
 #   qorb-NAME_static   static library libqorb-NAME.a; alias qorb::NAME_static

@@ -23,6 +23,11 @@ char *qorb__strdup(const char *s);
 /* Copy a string into a bounded buffer, always terminated. */
 void qorb__strlcpy(char *dst, const char *src, size_t len);
 
+/* The op table of a resolver (built-in resolvers recognise their own). */
+struct qorb_resolver;
+struct qorb_resolver_ops;
+const struct qorb_resolver_ops *qorb__resolver_ops(const struct qorb_resolver *r);
+
 /* Monotonic time in nanoseconds (not for the claim fast path). */
 uint64_t qorb__now_ns(void);
 

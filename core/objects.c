@@ -55,6 +55,10 @@ void qorb_resolver_free(qorb_resolver_t *r) {
   qorb__free(r);
 }
 
+const qorb_resolver_ops_t *qorb__resolver_ops(const qorb_resolver_t *r) {
+  return r != NULL ? r->ops : NULL;
+}
+
 void *qorb_resolver_ctx(const qorb_resolver_t *r) {
   return r != NULL ? r->ctx : NULL;
 }

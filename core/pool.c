@@ -29,10 +29,15 @@
 
 #define RELAXED memory_order_relaxed
 
+/*
+ * The slot this thread used last: tried first, so a thread tends to keep
+ * one slot's cache lines to itself. initial-exec keeps the access a plain
+ * %fs-relative load inside libqorb.so too.
+ */
 static _Thread_local struct {
   const qorb_pool_t *pool;
   unsigned idx;
-} tl_hint;
+} tl_hint __attribute__((tls_model("initial-exec")));
 
 static void slot_connect(qorb_claim_t *s);
 static void slot_close_conn(qorb_claim_t *s);
@@ -501,6 +506,8 @@ static int release_impl(qorb_claim_t *s, int broken) {
   if (!broken && r == 0 &&
       !(atomic_load_explicit(&s->flags, RELAXED) & QORB__F_RETIRE) &&
       !atomic_load_explicit(&p->closing, RELAXED)) {
+    tl_hint.pool = p;
+    tl_hint.idx = s->index;
     atomic_store(&s->state, QORB__S_IDLE);
     if (atomic_load(&p->nwaiters) != 0) handoff_idle(p, s);
     return 0;
@@ -1178,6 +1185,9 @@ const qorb_addr_t *qorb_op_addr(const qorb_op_t *op) {
 /* ---------------------------------------------------------------------- */
 /* Rebalancing                                                             */
 
+/* Backends beyond this many are known but get no slots. */
+#define QORB__MAX_BACKENDS 256
+
 static int rank_cmp(const void *a, const void *b) {
   const struct qorb__backend *x = *(struct qorb__backend *const *)a;
   const struct qorb__backend *y = *(struct qorb__backend *const *)b;
@@ -1217,32 +1227,39 @@ static void backend_shrink(qorb_pool_t *p, struct qorb__backend *b) {
   }
 }
 
-static void pool_rebalance(qorb_pool_t *p) {
-  struct qorb__backend *on[256], *off[256], *b;
-  qorb__list_t *it, *next;
-  unsigned non = 0, noff = 0, i, claimed = 0, demand, budget, total;
-  unsigned per_max, left, k;
-  ev_tstamp now;
-
-  if (p->in_rebalance || p->loop == NULL) return;
-  p->in_rebalance = 1;
-  QORB_PROBE(REBALANCE_START, p->name);
-  now = ev_now(p->loop);
+/*
+ * Set every backend's target. Backends come in three kinds: online (a
+ * connection is up), failed (offline since a failed connect) and new (not
+ * yet connected, not yet failed). A failed backend keeps one probing slot.
+ * Online and new backends share min(demand, max_slots) evenly, best ranked
+ * first, but a new backend holds one slot until it is online: its share is
+ * kept for it rather than lent to the others, so that nothing opened now
+ * has to be closed a moment later when it comes up.
+ */
+static unsigned pool_set_targets(qorb_pool_t *p, struct qorb__backend **share,
+                                 unsigned *nshare_out,
+                                 struct qorb__backend **off,
+                                 unsigned *noff_out) {
+  struct qorb__backend *b;
+  qorb__list_t *it;
+  unsigned nshare = 0, noff = 0, i, k, claimed = 0, demand, budget, total;
+  unsigned per_max, left;
+  ev_tstamp now = ev_now(p->loop);
 
   for (it = p->backends.next; it != &p->backends; it = it->next) {
     b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
     b->rank = (double)backend_recent_failures(p, b) + b->jitter;
-    if (b->removed || p->closing_loop) {
-      b->target = 0;
-      continue;
-    }
-    if (b->nconnected > 0 && non < 256)
-      on[non++] = b;
-    else if (noff < 256)
+    b->target = 0;
+    if (b->removed || p->closing_loop) continue;
+    if ((b->nconnected > 0 || !b->failed) && nshare < QORB__MAX_BACKENDS)
+      share[nshare++] = b;
+    else if (noff < QORB__MAX_BACKENDS)
       off[noff++] = b;
   }
-  qsort(on, non, sizeof(on[0]), rank_cmp);
+  qsort(share, nshare, sizeof(share[0]), rank_cmp);
   qsort(off, noff, sizeof(off[0]), rank_cmp);
+  *nshare_out = nshare;
+  *noff_out = noff;
 
   for (i = 0; i < p->cap; i++)
     if (slot_state(&p->slots[i]) == QORB__S_CLAIMED ||
@@ -1261,31 +1278,49 @@ static void pool_rebalance(qorb_pool_t *p) {
   }
   if (demand < p->demand_peak) demand = p->demand_peak;
 
-  budget = p->policy.max_slots;
-  /* Offline backends keep one probing slot each, best ranked first. */
-  for (i = 0; i < noff; i++) {
-    off[i]->target = budget > 0 ? 1 : 0;
-    if (budget > 0) budget--;
-  }
-  if (non > 0) {
+  /*
+   * max_slots is a hard cap on connections, probes included. Backends that
+   * can serve come first: each gets at least one slot, then failed ones get
+   * a probe each from what is left, then the rest is shared by demand.
+   */
+  {
+    unsigned nmin = nshare < p->policy.max_slots ? nshare : p->policy.max_slots;
+    unsigned probes = p->policy.max_slots - nmin;
+    if (probes > noff) probes = noff;
+    for (i = 0; i < noff; i++) off[i]->target = i < probes ? 1 : 0;
+    budget = p->policy.max_slots - probes;
+    if (nshare == 0) return demand;
     total = demand < budget ? demand : budget;
-    if (total < non) total = non < budget ? non : budget;
-    per_max = p->policy.max_slots_per_backend ? p->policy.max_slots_per_backend
-                                              : p->policy.max_slots;
-    for (i = 0; i < non; i++) on[i]->target = 0;
-    /* Deal the slots out one round at a time, best ranked first. */
-    left = total;
-    while (left > 0) {
-      unsigned dealt = 0;
-      for (k = 0; k < non && left > 0; k++) {
-        if (on[k]->target >= per_max) continue;
-        on[k]->target++;
-        left--;
-        dealt++;
-      }
-      if (dealt == 0) break;
-    }
+    if (total < nmin) total = nmin;
   }
+  per_max = p->policy.max_slots_per_backend ? p->policy.max_slots_per_backend
+                                            : p->policy.max_slots;
+  /* Deal the slots out one round at a time, best ranked first. */
+  left = total;
+  while (left > 0) {
+    unsigned dealt = 0;
+    for (k = 0; k < nshare && left > 0; k++) {
+      if (share[k]->target >= per_max) continue;
+      share[k]->target++;
+      left--;
+      dealt++;
+    }
+    if (dealt == 0) break;
+  }
+  for (k = 0; k < nshare; k++)
+    if (share[k]->nconnected == 0 && share[k]->target > 1) share[k]->target = 1;
+  return demand;
+}
+
+static void pool_rebalance(qorb_pool_t *p) {
+  struct qorb__backend *on[QORB__MAX_BACKENDS], *off[QORB__MAX_BACKENDS], *b;
+  qorb__list_t *it, *next;
+  unsigned non = 0, noff = 0, i;
+
+  if (p->in_rebalance || p->loop == NULL) return;
+  p->in_rebalance = 1;
+  QORB_PROBE(REBALANCE_START, p->name);
+  pool_set_targets(p, on, &non, off, &noff);
 
   /* Shrink first, so that growing finds room (this may free a backend). */
   for (it = p->backends.next; it != &p->backends; it = next) {
@@ -1611,6 +1646,8 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
     p->own_loop = 1;
   }
   p->loop = loop;
+  /* The loop may have been idle a while: timers start from a fresh now. */
+  ev_now_update(loop);
   for (i = 0; i < p->cap; i++) {
     qorb_claim_t *s = &p->slots[i];
     s->pool = p;
@@ -1764,8 +1801,12 @@ int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
   qorb_pool_stats_t out;
 
   if (n != NULL) *n = 0;
-  if (p == NULL || st == NULL || st->size < sizeof(*st) ||
-      (backends != NULL && st->backend_size != sizeof(qorb_backend_stats_t)))
+  /*
+   * The caller's structs may be older (smaller) than ours: write only the
+   * fields it knows, with its own stride through the backend array.
+   */
+  if (p == NULL || st == NULL || st->size < offsetof(qorb_pool_stats_t, closing) ||
+      (backends != NULL && st->backend_size < sizeof(qorb_addr_t)))
     return QORB_EINVAL;
   memset(&out, 0, sizeof(out));
   out.size = st->size;
@@ -1826,11 +1867,13 @@ int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
     out.idle += bs.idle;
     out.checking += bs.checking;
     out.claimed += bs.claimed;
-    if (backends != NULL && nb < cap) backends[nb] = bs;
+    if (backends != NULL && nb < cap)
+      memcpy((char *)backends + nb * st->backend_size, &bs,
+             st->backend_size < sizeof(bs) ? st->backend_size : sizeof(bs));
     nb++;
   }
   pthread_mutex_unlock(&p->mu);
-  memcpy(st, &out, sizeof(out));
+  memcpy(st, &out, st->size < sizeof(out) ? st->size : sizeof(out));
   if (n != NULL) *n = nb;
   return 0;
 }

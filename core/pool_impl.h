@@ -140,9 +140,15 @@ typedef struct qorb__waiter {
   ev_timer timer;
 } qorb__waiter_t;
 
+/*
+ * The pool is allocated through the allocator hook, which promises only
+ * malloc's alignment: the hot and cold parts are kept apart with padding,
+ * not _Alignas.
+ */
 struct qorb_pool {
+  char pad0[64];                 /* off the allocator's neighbours' line */
   /* Read by every claim. */
-  _Alignas(64) qorb_claim_t *slots;
+  qorb_claim_t *slots;
   unsigned cap;
   _Atomic uint32_t *order;       /* [any] scan order, best backends first */
   _Atomic unsigned nwaiters;     /* [any] queued claims */
@@ -154,7 +160,8 @@ struct qorb_pool {
   void *cctx;
   char name[64];
 
-  _Alignas(64) pthread_mutex_t mu;
+  char pad1[64];                 /* the lock's line apart from the hot part */
+  pthread_mutex_t mu;
   qorb__list_t waiters;          /* [mu] FIFO */
   qorb__list_t completed;        /* [mu] async waiters with a result */
   qorb__list_t to_arm;           /* [mu] async waiters needing a timer */

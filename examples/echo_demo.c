@@ -277,6 +277,9 @@ static int make_pool(const demo_opts_t *o, qorb_pool_t **pool) {
   policy.health_interval_ms = 1000;
   policy.health_check_timeout_ms = 500;
   policy.rebalance_interval_ms = 500;
+  /* Backends are ranked by their failures in this window; a short one lets
+   * a restarted backend win its share of claims back within the demo. */
+  policy.failure_window_ms = 2000;
 
   /* loop NULL: the pool runs its own loop thread, which suits a program
    * whose work happens on plain threads. */

@@ -270,7 +270,7 @@ static int run_point(path_t path, unsigned nclients, result_t *res) {
   point_t *pt = calloc(1, sizeof(*pt));
   hist_t *lat = calloc(1, sizeof(*lat)), *rel = calloc(1, sizeof(*rel));
   unsigned i, started = 0;
-  uint64_t t_start, t_end, ops = 0, errors = 0;
+  uint64_t t_start = 0, t_end = 0, ops = 0, errors = 0;
   const char *first_error = NULL;
   int rc = -1;
 

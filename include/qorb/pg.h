@@ -10,11 +10,15 @@
  *   connect   PQconnectStartParams + PQconnectPoll on the pool loop, with
  *             the template's parameters plus the backend's hostaddr and
  *             port; TCP keepalives and tcp_user_timeout on. When a role is
- *             required, `SELECT pg_is_in_recovery()` before it is usable.
- *             The pool's connect_timeout_ms bounds the whole of it.
+ *             required, `SELECT pg_is_in_recovery()` before it is usable
+ *             (a wrong role fails the connect with QORB_EROLE); then the
+ *             acquire SQL, if any, so that SQL which cannot succeed fails
+ *             the connect and the pool fails claims at once. The pool's
+ *             connect_timeout_ms bounds the whole of it.
  *   check     a round trip (`SELECT 1`, or the role query when a role is
  *             required), bounded by the pool's health_check_timeout_ms.
- *   prepare   the options' acquire_sql, if any, before every claim.
+ *   prepare   the options' acquire_sql, if any, before every claim (the
+ *             connect already ran it for the first one).
  *   recycle   ROLLBACK when a transaction is open or failed, then the
  *             reset SQL (`DISCARD ALL` by default), after each release that
  *             needs it. A release with nothing to clean costs no round
@@ -119,8 +123,10 @@ typedef struct qorb_pg_options {
       no reset; a release with the transaction idle then costs nothing. */
   const char *reset_sql;
   /** SQL run on every connection before it is handed to a claimant, such
-      as "SET application_name = 'api'" (default NULL: none). When set,
-      every release is followed by a round trip. */
+      as "SET application_name = 'api'" (default NULL: none). It runs after
+      the reset, so it may set what the reset clears. When set, every
+      release is followed by a round trip. A failure closes the connection
+      and, at connect, counts as a failed connect. */
   const char *acquire_sql;
 
   /* TCP settings, so that a peer that vanished (power loss, partition) is

@@ -146,7 +146,8 @@ QORB_EXTERN const char *qorb_pool_name(const qorb_pool_t *pool);
  *         known backend has failed; QORB_ESHUTDOWN after close;
  *         QORB_EINVAL for NULL.
  * Ownership: the claim is the caller's until qorb_release().
- * Thread: any. No lock, system call or allocation.
+ * Thread: any. No lock, system call or allocation when it succeeds; a miss
+ * takes the pool's lock and wakes the loop so that the pool grows.
  */
 #define qorb_pool_try_claim(pool, claim) \
   qorb_pool_try_claim_at((pool), (claim), __FILE__, __LINE__)

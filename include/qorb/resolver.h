@@ -22,16 +22,19 @@ typedef struct qorb_resolver qorb_resolver_t;
 #define QORB_RESOLVER_OPS_VERSION 1
 
 /**
- * The resolver op table. Keep it `static const`. `start` and `stop` run on
- * the pool loop thread.
+ * The resolver op table. Keep it `static const`. `start` runs inside
+ * qorb_pool_new(), before the pool loop runs anything of the pool's (on the
+ * loop's thread for an application loop; before the pool's own thread
+ * starts otherwise), so it may start watchers on qorb_resolver_loop(r).
+ * `stop` runs on the pool loop thread.
  */
 typedef struct qorb_resolver_ops {
   unsigned version; /**< QORB_RESOLVER_OPS_VERSION */
   const char *name; /**< short name, e.g. "static" or "dns" */
 
   /**
-   * Begin reporting backends through qorb_resolver_update(), now or later,
-   * from the pool loop. qorb_resolver_loop(r) gives the loop.
+   * Begin reporting backends through qorb_resolver_update(), now (inside
+   * start) or later from the pool loop. qorb_resolver_loop(r) gives the loop.
    * @return 0 or a negative code (the pool then fails to start).
    */
   int (*start)(void *ctx, qorb_resolver_t *r);
@@ -69,7 +72,8 @@ QORB_EXTERN void *qorb_resolver_ctx(const qorb_resolver_t *r);
  * @param addrs  `n` addresses; NULL allowed when `n` is 0 (no backends).
  * @return 0, QORB_EINVAL (NULL `r`, or NULL `addrs` with n > 0), QORB_EBUSY
  *         (the resolver is not started), QORB_ENOMEM.
- * Ownership: the addresses are copied. Thread: the pool loop.
+ * Ownership: the addresses are copied. Thread: the pool loop (or inside
+ * `start`).
  */
 QORB_EXTERN int qorb_resolver_update(qorb_resolver_t *r,
                                      const qorb_addr_t *addrs, size_t n);

@@ -297,6 +297,8 @@ int qorb_static_resolver_set(qorb_resolver_t *r, const char *list, char *err,
   int rc;
 
   if (r == NULL || list == NULL) return QORB_EINVAL;
+  /* Only our own op table says this is a static resolver. */
+  if (qorb__resolver_ops(r) != &static_ops) return QORB_EINVAL;
   s = qorb_resolver_ctx(r);
   if (s == NULL || s->magic != STATIC_MAGIC) return QORB_EINVAL;
 

@@ -518,6 +518,107 @@ static void test_failure_reasons_distinct(void **state) {
   fx_finish(&fx);
 }
 
+/* The counters say what happened, exactly. */
+static void test_stats_counts(void **state) {
+  fx_t fx;
+  qorb_claim_t *c;
+  qorb_pool_stats_t st;
+  qorb_backend_stats_t b;
+  fc_backend_t *fb;
+  int i;
+  (void)state;
+  fx_init(&fx, 0, 0);
+  fx.policy.max_slots = 1;
+  fx.policy.health_interval_ms = 20;
+  fake_connector_push(fx.fc, A1, FC_CONNECT, fc_fail(QORB_ECONNECT));
+  fake_connector_push(fx.fc, A1, FC_CONNECT, fc_refuse(-111));
+  fake_connector_push(fx.fc, A1, FC_PREPARE, fc_fail(QORB_EACQUIRE));
+  fake_connector_push(fx.fc, A1, FC_CHECK, fc_fail(QORB_ECHECK));
+  fake_connector_push(fx.fc, A1, FC_RECYCLE, fc_fail(QORB_ERECYCLE));
+  fx_start(&fx);
+  fx_set(&fx, A1);
+  fb = fake_connector_backend(fx.fc, A1);
+  PUMP_UNTIL(fx.loop, atomic_load(&fb->n.checks_failed) == 1, 3000);
+  c = fx_claim(&fx);
+  fake_conn_set_dirty(fx_conn(c), 1);
+  fx_release(c);
+  PUMP_UNTIL(fx.loop, atomic_load(&fb->n.recycles_failed) == 1, 3000);
+  for (i = 0; i < 5; i++) {
+    c = fx_claim(&fx);
+    fx_release(c);
+  }
+  assert_true(fx_backend(&fx, A1, &b));
+  /* A failed connect, a refused one, a prepare, a check, a recycle. */
+  assert_int_equal(b.failures, 5);
+  assert_int_equal(b.connects, atomic_load(&fb->n.connects_ok));
+  assert_int_equal(b.claims, 6);
+  assert_true(b.recent_failures >= 1 && b.recent_failures <= 5);
+  assert_non_null(strstr(b.last_error, "recycle"));
+  fx_stats(&fx, &st);
+  assert_int_equal(st.claims, 6);
+  assert_int_equal(st.claim_failures, 0);
+  assert_int_equal(st.timeouts, 0);
+  assert_int_equal(st.queue_full, 0);
+  assert_int_equal(st.leaks, 0);
+  fx_finish(&fx);
+}
+
+/* stats fills at most `cap` backends, reports how many exist, and honours
+   the caller's idea of sizeof(qorb_backend_stats_t) (older callers). */
+static void test_stats_cap_and_size(void **state) {
+  fx_t fx;
+  qorb_pool_stats_t st;
+  qorb_backend_stats_t bs[3];
+  unsigned char raw[3 * offsetof(qorb_backend_stats_t, last_error) + 16];
+  size_t n = 0, small = offsetof(qorb_backend_stats_t, last_error), i;
+  (void)state;
+  fx_init(&fx, 0, 0);
+  fx.policy.spares_wanted = 3;
+  fx_start(&fx);
+  fx_set(&fx, A1 "," A2 ",127.0.0.3:1");
+  PUMP_UNTIL(fx.loop, fx_idle(&fx) == 3, 3000);
+  memset(bs, 0xa5, sizeof(bs));
+  qorb_pool_stats_init(&st);
+  assert_int_equal(qorb_pool_stats(fx.pool, &st, bs, 1, &n), 0);
+  assert_int_equal(n, 3);
+  assert_int_equal(st.backends, 3);
+  assert_true(bs[0].addr.port == 1);
+  assert_int_equal(((unsigned char *)&bs[1])[0], 0xa5);
+  assert_int_equal(((unsigned char *)&bs[2])[sizeof(bs[2]) - 1], 0xa5);
+  /* No array at all: counts only. */
+  n = 0;
+  assert_int_equal(qorb_pool_stats(fx.pool, &st, NULL, 0, &n), 0);
+  assert_int_equal(n, 3);
+  /* A caller whose backend struct ends before last_error. */
+  memset(raw, 0xa5, sizeof(raw));
+  qorb_pool_stats_init_(&st, sizeof(st), small);
+  assert_int_equal(qorb_pool_stats(fx.pool, &st, (qorb_backend_stats_t *)(void *)raw, 3, &n), 0);
+  assert_int_equal(n, 3);
+  for (i = 0; i < 3; i++) {
+    qorb_backend_stats_t one;
+    memcpy(&one, raw + i * small, small);
+    assert_int_equal(one.addr.port, 1);
+    assert_int_equal(one.online, 1);
+  }
+  for (i = 3 * small; i < sizeof(raw); i++) assert_int_equal(raw[i], 0xa5);
+  fx_finish(&fx);
+}
+
+/* The core ignores duplicate addresses in a resolver's set. */
+static void test_update_duplicates(void **state) {
+  fx_t fx;
+  qorb_pool_stats_t st;
+  (void)state;
+  fx_init(&fx, 0, 0);
+  fx_start(&fx);
+  fx_set(&fx, A1 "," A1 "," A2 "," A1);
+  PUMP_UNTIL(fx.loop, (fx_stats(&fx, &st), st.backends_online == 2), 3000);
+  pump_for(fx.loop, 20);
+  fx_stats(&fx, &st);
+  assert_int_equal(st.backends, 2);
+  fx_finish(&fx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_claim_one_backend),
@@ -537,6 +638,9 @@ int main(void) {
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_claim_inside_callback),
       cmocka_unit_test(test_failure_reasons_distinct),
+      cmocka_unit_test(test_stats_counts),
+      cmocka_unit_test(test_stats_cap_and_size),
+      cmocka_unit_test(test_update_duplicates),
   };
   return cmocka_run_group_tests_name("claim", tests, NULL, NULL);
 }

@@ -129,16 +129,17 @@ stop() {
   [ -d "$d" ] || return 0
   thaw "$name"
   pid=$(pm_pid "$name")
+  kids=$(tree_pids "$name")
   if running "$name"; then
     as_pg "$PGBIN/pg_ctl" -D "$d" -m "$mode" -w -t 60 -s stop ||
       { [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true; }
   fi
   # pg_ctl returns when the pid file is gone; wait for the processes too,
   # so that nothing is left running when the fixture ends.
-  if [ -n "$pid" ]; then
+  for k in $kids; do
     i=0
-    while alive "$pid" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-  fi
+    while alive "$k" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+  done
 }
 
 freeze() {
