@@ -39,6 +39,10 @@ static _Thread_local struct {
   unsigned idx;
 } tl_hint __attribute__((tls_model("initial-exec")));
 
+/* Set on a pool's own loop thread: a blocking claim there would deadlock. */
+static _Thread_local const qorb_pool_t *tl_own_pool
+    __attribute__((tls_model("initial-exec")));
+
 static void slot_connect(qorb_claim_t *s);
 static void slot_close_conn(qorb_claim_t *s);
 static void slot_unbind(qorb_claim_t *s);
@@ -266,9 +270,7 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
 
   if (claim != NULL) *claim = NULL;
   if (p == NULL || claim == NULL) return QORB_EINVAL;
-  if (p->own_loop && p->thread_started &&
-      pthread_equal(pthread_self(), p->thread))
-    return QORB_EBUSY;
+  if (tl_own_pool == p) return QORB_EBUSY;
   if (timeout_ms < 0) timeout_ms = (int)p->policy.claim_timeout_ms;
   id = probe_claim_id(p);
   QORB_PROBE(CLAIM_START, p->name, id);
@@ -1578,7 +1580,9 @@ static void *pool_thread_main(void *arg) {
   struct ev_loop *loop = p->loop;
   qorb_close_cb cb;
   void *cb_arg;
+  tl_own_pool = p;
   ev_run(loop, 0);
+  tl_own_pool = NULL;
   if (p->detach_on_finish) {
     pthread_mutex_lock(&p->mu);
     cb = p->close_cb;

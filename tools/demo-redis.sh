@@ -3,8 +3,8 @@
 #
 # demo-redis.sh: the Redis section of the README's demo, sourced by
 # tools/demo.sh (which provides say, die, start_bg, stop_pid,
-# wait_for_line, workdir, build_qorb, bin and the cleanup trap that stops
-# every server started with start_bg).
+# wait_for_line, build_qorb, bin, the scratch folder $work, the list of
+# started pids and the cleanup trap that stops every one of them).
 #
 #   demo_redis   two throwaway redis-servers (127.0.0.2:56395 and
 #                127.0.0.3:56396, no persistence), a workload through a
@@ -27,7 +27,7 @@ need_redis() {
 # Sets last_pid.
 redis_demo_start() {
   local name=$1 host=$2 port=$3 dir
-  dir="$(workdir)/$name"
+  dir="${work:?}/$name"
   mkdir -p "$dir"
   start_bg "$name" redis-server --bind "$host" --port "$port" \
     --save '' --appendonly no --daemonize no --dir "$dir"
