@@ -1112,7 +1112,7 @@ static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
 static void slot_life_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   qorb_claim_t *s = QORB_CONTAINER_OF(t, qorb_claim_t, life);
   qorb_pool_t *p = s->pool;
-  int idle = QORB__S_IDLE;
+  int idle = 0;
   (void)revents;
   ev_timer_stop(loop, t);
   if (s->retiring) return;
@@ -1129,10 +1129,7 @@ static void slot_life_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   pool_log(p, QORB_LOG_DEBUG, "connection %u to %s reached its lifetime",
            s->index, s->backend->addr.text);
   pool_rebalance(p);
-  /* No room for a replacement: close it now if nobody holds it. */
-  if (p->nbound >= p->cap &&
-      atomic_compare_exchange_strong(&s->state, &idle, QORB__S_CLOSING))
-    slot_free_and_rebalance(s);
+  (void)idle;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -50,7 +50,8 @@ typedef enum pg_phase {
   PH_ROLLBACK,   /* recycle: ROLLBACK of a left-over transaction */
   PH_RESET,      /* recycle: reset SQL */
   PH_ACQUIRE,    /* prepare: acquire SQL */
-  PH_CONNECT_ACQUIRE /* connect: acquire SQL as its last step */
+  PH_CONNECT_ACQUIRE, /* connect: acquire SQL as its last step */
+  PH_DRAIN       /* done; waiting for the loop to drop the socket */
 } pg_phase_t;
 
 typedef struct pg_conn {
@@ -59,6 +60,7 @@ typedef struct pg_conn {
   struct ev_loop *loop;
   qorb_op_t *op;      /* the op in flight, NULL in PH_NONE */
   ev_io io;
+  ev_check drain;     /* PH_DRAIN: completes the op one iteration later */
   int io_fd;          /* what `io` is armed with, -1 when stopped */
   int io_events;
   pg_phase_t phase;
@@ -124,13 +126,17 @@ static void io_stop(pg_conn_t *c) {
   }
 }
 
-/* Arm the watcher on the connection's current socket. libpq may change the
-   socket during a connect (another address, the SSL retry without SSL), so
-   the socket is read anew every time. */
-static int io_arm(pg_conn_t *c, int events) {
+/* Arm the watcher on the connection's current socket, read anew each time.
+   While connecting, libpq may close its socket and open another (the next
+   address, a retry without SSL or GSS encryption) that often gets the same
+   descriptor number; `force` re-registers the watcher even then, since
+   libev (epoll) cannot tell a reused number from the old socket unless the
+   watcher is stopped, set and started again. Queries never change the
+   socket, so they re-arm only when the events change. */
+static int io_watch(pg_conn_t *c, int events, int force) {
   int fd = PQsocket(c->pg);
   if (fd < 0) return -1;
-  if (fd == c->io_fd && events == c->io_events) return 0;
+  if (!force && fd == c->io_fd && events == c->io_events) return 0;
   io_stop(c);
   ev_io_set(&c->io, fd, events);
   ev_io_start(c->loop, &c->io);
@@ -139,22 +145,63 @@ static int io_arm(pg_conn_t *c, int events) {
   return 0;
 }
 
-/* Finish the op in flight. The watcher stops first: qorb_op_done() may
-   close (and free) the connection before it returns, so `c` is not
-   touched after it. A connection is handed on in blocking mode, as libpq
-   makes it, for claimants that PQexec. */
-static void finish(pg_conn_t *c, int status) {
+static int io_arm(pg_conn_t *c, int events) { return io_watch(c, events, 0); }
+
+/*
+ * Does stopping a watcher leave the socket in the loop's kernel interest
+ * set? libev's epoll backend (and the backends built on it) leaves a
+ * stopped descriptor registered and removes it only when the kernel next
+ * reports an event for it that no watcher wants. If the connection were
+ * handed out like that, the claimant's traffic would wake the pool loop,
+ * which would then call epoll_ctl() on a socket that another thread is
+ * using (and may be closing): harmless in the kernel, but a data race in
+ * the eyes of ThreadSanitizer and a wasted wakeup per claim. select and
+ * poll drop the descriptor when the watcher stops.
+ */
+static int lazy_backend(struct ev_loop *loop) {
+  return !(ev_backend(loop) & (EVBACKEND_SELECT | EVBACKEND_POLL));
+}
+
+/* Let the op's completion reach the pool. The watcher is stopped first:
+   qorb_op_done() may lead to the connection being closed and freed, so `c`
+   is not touched after it. */
+static void complete(pg_conn_t *c, int status) {
   qorb_op_t *op = c->op;
   io_stop(c);
   c->phase = PH_NONE;
   c->op = NULL;
+  qorb_op_done(op, status);
+}
+
+/*
+ * Finish the op in flight. On success the connection is handed on in
+ * blocking mode, as libpq makes it, for claimants that PQexec; and, on a
+ * lazy backend, only once the loop has dropped the socket: the watcher
+ * waits for the socket to be writable (an idle connection's always is),
+ * stops, and the op completes from an ev_check on the next iteration,
+ * after the poll in which the kernel reported the now unwanted descriptor
+ * and libev removed it. Two loop iterations, no extra system call on the
+ * claimant's side.
+ */
+static void finish(pg_conn_t *c, int status) {
   if (status == 0 && PQsetnonblocking(c->pg, 0) != 0) {
-    qorb_op_set_error(op, "cannot leave non-blocking mode: %.*s",
+    qorb_op_set_error(c->op, "cannot leave non-blocking mode: %.*s",
                       first_line_len(PQerrorMessage(c->pg)),
                       PQerrorMessage(c->pg));
     status = QORB_ECLOSED;
   }
-  qorb_op_done(op, status);
+  if (status == 0 && lazy_backend(c->loop)) {
+    c->phase = PH_DRAIN;
+    if (io_watch(c, EV_WRITE, 1) == 0) return;
+  }
+  complete(c, status);
+}
+
+static void on_drained(struct ev_loop *loop, ev_check *w, int revents) {
+  pg_conn_t *c = w->data;
+  (void)revents;
+  ev_check_stop(loop, w);
+  complete(c, 0);
 }
 
 /* The qorb code for a failure in the current phase. */
@@ -167,6 +214,7 @@ static int phase_error(pg_phase_t ph) {
     case PH_RESET: return QORB_ERECYCLE;
     case PH_ACQUIRE:
     case PH_CONNECT_ACQUIRE: return QORB_EACQUIRE;
+    case PH_DRAIN:
     case PH_NONE: break;
   }
   return QORB_EPROTO;
@@ -306,6 +354,7 @@ static void query_done(pg_conn_t *c) {
       finish(c, 0);
       return;
     case PH_CONNECT:
+    case PH_DRAIN:
     case PH_NONE:
       break;
   }
@@ -424,13 +473,15 @@ static void connect_poll(pg_conn_t *c) {
       return;
     }
   }
-  if (io_arm(c, ev) != 0) fail(c, "", NULL);
+  if (io_watch(c, ev, 1) != 0) fail(c, "", NULL);
 }
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
   pg_conn_t *c = w->data;
-  (void)loop;
-  if (c->phase == PH_CONNECT)
+  if (c->phase == PH_DRAIN) {
+    io_stop(c);
+    ev_check_start(loop, &c->drain);
+  } else if (c->phase == PH_CONNECT)
     connect_poll(c);
   else if (c->phase != PH_NONE)
     query_io(c, revents);
@@ -457,6 +508,8 @@ static int pg_connect(void *vctx, qorb_op_t *op, const qorb_addr_t *addr,
   c->in_recovery = -1;
   ev_init(&c->io, on_io);
   c->io.data = c;
+  ev_check_init(&c->drain, on_drained);
+  c->drain.data = c;
 
   /* libpq copies every value before this returns, so the buffers of the
      context are free again for the next connect. */
@@ -469,7 +522,7 @@ static int pg_connect(void *vctx, qorb_op_t *op, const qorb_addr_t *addr,
   c->phase = PH_CONNECT;
   *out = c;
   /* libpq says: poll as though PQconnectPoll had returned WRITING. */
-  if (PQstatus(c->pg) == CONNECTION_BAD || io_arm(c, EV_WRITE) != 0) {
+  if (PQstatus(c->pg) == CONNECTION_BAD || io_watch(c, EV_WRITE, 1) != 0) {
     /* Failed already (a refused loopback connect fails inside
        PQconnectStartParams). Report it as a finished op rather than a
        negative return, so that libpq's text is what the backend's
@@ -498,11 +551,11 @@ static int pg_prepare(void *vctx, qorb_op_t *op, void *vconn) {
   pg_ctx_t *ctx = vctx;
   pg_conn_t *c = vconn;
   if (!ctx->acquire_sql || c->fresh) {
-    /* Just connected: the connect ran the acquire SQL already. */
+    /* Just connected: the connect ran the acquire SQL already, and nothing
+       touched the connection since (no drain needed either). */
     c->fresh = 0;
     c->op = op;
-    c->phase = PH_ACQUIRE;
-    finish(c, 0);
+    complete(c, 0);
     return 0;
   }
   return op_query(c, op, PH_ACQUIRE, ctx->acquire_sql);
@@ -576,6 +629,7 @@ static void pg_close(void *vctx, void *vconn) {
   (void)vctx;
   if (!c) return;
   io_stop(c);
+  ev_check_stop(c->loop, &c->drain);
   if (c->pg) {
     /* PQfinish sends a Terminate message on a live connection; in
        non-blocking mode that never waits for a stuck peer. */

@@ -68,6 +68,15 @@
  * it. */
 #define QR_MAGIC 0x71726473u /* "qrds" */
 
+/* Pub/sub replies still to come. hiredis 1.1 replaced sub.invalid with
+ * sub.replies and counts pending UNSUBSCRIBEs. */
+#if HIREDIS_MAJOR > 1 || (HIREDIS_MAJOR == 1 && HIREDIS_MINOR >= 1)
+#define QR_SUB_PENDING(ac) \
+  ((ac)->sub.replies.head != NULL || (ac)->sub.pending_unsubs != 0)
+#else
+#define QR_SUB_PENDING(ac) ((ac)->sub.invalid.head != NULL)
+#endif
+
 #define QR_MAX_STEPS 8
 #define QR_MAX_NAME 128
 /* Pub/sub messages skipped while waiting for RESET's reply. A connection
@@ -572,8 +581,13 @@ static int qr_blk_write(qr_conn_t *k, int *done) {
  * up). */
 static void qr_blk_io_fail(qr_conn_t *k) {
   redisContext *c = k->c;
+  const char *text = c->errstr;
 
-  qr_err(k, "%s", c->errstr[0] != '\0' ? c->errstr : "I/O error");
+  /* hiredis's TLS layer reports a failed handshake (an untrusted
+   * certificate, ...) as an I/O error with errno 0: "Success". */
+  if (text[0] == '\0' || strcmp(text, "Success") == 0)
+    text = k->cfg->tls != NULL ? "TLS handshake or I/O failed" : "I/O error";
+  qr_err(k, "%s", text);
   qr_fail(k, c->err == REDIS_ERR_EOF ? QORB_ECLOSED : qr_opcode(k->opkind));
 }
 
@@ -1101,7 +1115,7 @@ static int qr_needs_recycle(void *ctx, void *conn) {
                         REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
       return QORB_EBROKEN;
     /* Callbacks outstanding: their replies are still to come. */
-    if (ac->replies.head != NULL || ac->sub.invalid.head != NULL)
+    if (ac->replies.head != NULL || QR_SUB_PENDING(ac))
       return QORB_EBROKEN;
   }
   if (cfg->recycle == QORB_REDIS_RECYCLE_NONE) {

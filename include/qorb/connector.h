@@ -12,6 +12,9 @@
  * from the pool loop. qorb enforces every timeout itself: when one expires it
  * calls `close`, which must abort whatever is in flight without ever calling
  * qorb_op_done() for it.
+ *
+ * The qorb_op_*() functions accept a NULL op and then do nothing (the
+ * getters return NULL).
  */
 #ifndef QORB_CONNECTOR_H
 #define QORB_CONNECTOR_H

@@ -39,7 +39,8 @@ typedef struct qorb_claim qorb_claim_t;
 typedef struct qorb_policy {
   size_t size;                  /**< set by qorb_policy_init() */
   const char *name;             /**< pool name for stats, logs and probes
-                                     (copied; default "qorb") */
+                                     (copied, 1 to 63 characters; default
+                                     "qorb") */
   unsigned spares_wanted;       /**< idle connections kept beyond the claimed
                                      ones (default 2) */
   unsigned max_slots;           /**< connections over all backends (16) */
@@ -61,7 +62,12 @@ typedef struct qorb_policy {
   unsigned failure_window_ms;   /**< window of the failure count that ranks
                                      backends (60000) */
   unsigned max_lifetime_ms;     /**< retire connections this old, minus up to
-                                     2.5% jitter; 0 = never (1800000) */
+                                     2.5% jitter; 0 = never, else at least
+                                     100 (1800000). The
+                                     old connection serves until its
+                                     replacement is up; meanwhile the pool
+                                     may hold up to max_slots/8 + 1
+                                     connections beyond max_slots. */
   unsigned idle_timeout_ms;     /**< shrink towards the spares after demand
                                      has been lower this long; 0 = never
                                      (600000) */
@@ -158,7 +164,10 @@ QORB_EXTERN int qorb_pool_try_claim_at(qorb_pool_t *pool,
 /**
  * Claim a connection, blocking the calling thread until one is free or
  * `timeout_ms` passes. Waiters are served first-come first-served.
- * @param timeout_ms  < 0 for the policy's claim_timeout_ms; 0 to not wait.
+ * @param timeout_ms  < 0 for the policy's claim_timeout_ms; 0 to not wait
+ *                    (then a miss returns the reason it would fail with at
+ *                    its deadline: QORB_ENOBACKENDS, QORB_ENOTONLINE or
+ *                    QORB_EALLINUSE).
  * @return 0; QORB_ENOBACKENDS (the resolver knows no backend),
  *         QORB_ENOTONLINE (backends known, none online: returned at once
  *         when every one of them has failed), QORB_EALLINUSE (timed out
@@ -203,8 +212,9 @@ QORB_EXTERN int qorb_pool_claim_at(qorb_pool_t *pool, int timeout_ms,
 /**
  * Cancel a queued asynchronous claim: its callback runs with
  * QORB_ECANCELED on the loop.
- * @return 0, QORB_EINVAL, QORB_EAGAIN when the claim is not queued any
- *         more (its callback has run or is about to run).
+ * @return 0, QORB_EINVAL, QORB_EAGAIN when no queued claim has that id
+ *         (its callback has run or is about to run, or the id was never
+ *         issued).
  * Thread: the pool loop.
  */
 QORB_EXTERN int qorb_pool_claim_cancel(qorb_pool_t *pool, uint64_t id);

@@ -18,6 +18,15 @@
 
 #define MAX_STEPS 5000
 
+/* The fault of the current run; a scenario arms it where its sweep starts. */
+static unsigned long g_fail_at;
+static int g_persistent;
+
+static void arm(void) {
+  count_alloc_reset();
+  count_alloc_fail_at(g_fail_at, g_persistent);
+}
+
 typedef struct outcome {
   int full;        /* every step succeeded, the claim included */
 } outcome_t;
@@ -61,6 +70,7 @@ static outcome_t scenario_loop(void) {
   int rc, closed = 0, destroyed_expected = 0;
 
   assert_non_null(loop);
+  arm();
   rc = qorb_connector_new(&c, fake_connector_ops(fc), fc);
   assert_true(rc == 0 || rc == QORB_ENOMEM);
   if (rc != 0) goto done;
@@ -121,6 +131,7 @@ static outcome_t scenario_thread(void) {
   qorb_policy_t pol;
   int rc, closed = 0, destroyed_expected = 0;
 
+  arm();
   rc = qorb_connector_new(&c, fake_connector_ops(fc), fc);
   assert_true(rc == 0 || rc == QORB_ENOMEM);
   if (rc != 0) goto done;
@@ -158,8 +169,10 @@ done:
 static outcome_t scenario_static(void) {
   outcome_t o = {0};
   qorb_resolver_t *r = NULL;
-  int rc = qorb_static_resolver_new(&r, "127.0.0.1:1, [::1]:2, 127.0.0.3:3",
-                                    NULL, 0);
+  int rc;
+  arm();
+  rc = qorb_static_resolver_new(&r, "127.0.0.1:1, [::1]:2, 127.0.0.3:3",
+                                NULL, 0);
   assert_true(rc == 0 || rc == QORB_ENOMEM);
   if (rc != 0) return o;
   rc = qorb_static_resolver_set(r, "127.0.0.4:4 127.0.0.5:5 [::1]:6 127.0.0.7:7",
@@ -170,13 +183,54 @@ static outcome_t scenario_static(void) {
   return o;
 }
 
+/*
+ * A running pool (built with no fault) gets a new backend set, claims on
+ * it, and closes: the faults start at the update.
+ */
+static outcome_t scenario_update(void) {
+  outcome_t o = {0};
+  fx_t fx;
+  claim_rec_t rec;
+  int rc;
+  fx_init(&fx, 0, 0);
+  fx.policy.max_slots = 4;
+  fx.policy.spares_wanted = 2;
+  fx.policy.claim_timeout_ms = 100;
+  fx.policy.min_backoff_ms = 1;
+  fx.policy.max_backoff_ms = 5;
+  fx_start(&fx);
+  fx_set(&fx, "127.0.0.1:1");
+  PUMP_UNTIL(fx.loop, fx_idle(&fx) == 2, 3000);
+  arm();
+  rc = fake_resolver_set(fx.fr, "127.0.0.2:1,127.0.0.3:1,127.0.0.4:1");
+  if (rc != 0 && rc != QORB_ENOMEM)
+    fail_msg("update under OOM: %s", qorb_err_name(rc));
+  claim_rec_init(&rec, &fx);
+  rc = fx_claim_async(&fx, &rec, 100);
+  assert_true(rc == 0 || rc == QORB_ENOMEM);
+  if (rc == 0) {
+    PUMP_UNTIL(fx.loop, atomic_load(&rec.calls) == 1, 5000);
+    if (!claim_status_ok(rec.status))
+      fail_msg("claim under OOM: %s", qorb_err_name(rec.status));
+    if (rec.status == 0) {
+      if (strcmp(qorb_claim_addr(rec.claim)->text, "127.0.0.1:1") != 0) o.full = 1;
+      claim_rec_release(&rec);
+    }
+  }
+  pump_for(fx.loop, 5);
+  fx_finish(&fx);
+  return o;
+}
+
 static void sweep(const char *name, outcome_t (*run)(void), int persistent) {
   unsigned long n;
   int done = 0;
   for (n = 1; n <= MAX_STEPS && !done; n++) {
     outcome_t o;
+    g_fail_at = n;
+    g_persistent = persistent;
     count_alloc_reset();
-    count_alloc_fail_at(n, persistent);
+    count_alloc_fail_at(0, 0);
     o = run();
     count_alloc_fail_at(0, 0);
     if (count_alloc_live() != 0)
@@ -219,6 +273,12 @@ static void test_oom_pool_loop(void **state) {
   sweep("pool on app loop", scenario_loop, 1);
 }
 
+static void test_oom_resolver_update(void **state) {
+  (void)state;
+  sweep("resolver update", scenario_update, 0);
+  sweep("resolver update", scenario_update, 1);
+}
+
 static void test_oom_pool_thread(void **state) {
   (void)state;
   sweep("pool on own thread", scenario_thread, 0);
@@ -229,6 +289,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_oom_static),
       cmocka_unit_test(test_oom_pool_loop),
+      cmocka_unit_test(test_oom_resolver_update),
       cmocka_unit_test(test_oom_pool_thread),
   };
   return cmocka_run_group_tests_name("oom", tests, setup, teardown);

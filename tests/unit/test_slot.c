@@ -554,7 +554,9 @@ static void test_lifetime_replaces_without_failing_claims(void **state) {
   (void)state;
   assert_non_null(d);
   fx_init(&fx, 0, 0);
-  fx.policy.max_slots = 2;
+  /* Demand is at most 2 (one claim at a time plus a spare): there is
+     always room under max_slots to connect a replacement first. */
+  fx.policy.max_slots = 4;
   fx.policy.spares_wanted = 1;
   fx.policy.max_lifetime_ms = 150;
   /* Connecting takes longer than a claim may wait: a gap would show. */

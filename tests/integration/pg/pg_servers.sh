@@ -19,7 +19,9 @@
 # Servers: a 127.0.0.2:55431, b 127.0.0.3:55432 (two backends of one
 # service), p 127.0.0.2:55433 (primary), s 127.0.0.3:55434 (its standby).
 # Roles: postgres (superuser, trust), qorb_pw (password "secret",
-# scram-sha-256), qorb_other (NOLOGIN, for SET ROLE).
+# scram-sha-256), qorb_other (NOLOGIN, for SET ROLE), qorb_nossl (refused
+# over TLS, trusted without it). TLS is on, with a self-signed certificate
+# for qorb-test.invalid (copied to ROOT/server.crt).
 #
 # PostgreSQL refuses to run as root: as root, everything runs as the
 # postgres user (runuser); as another user, as that user. If the postgres
@@ -50,6 +52,9 @@ else
 fi
 
 die() { echo "pg_servers.sh: $*" >&2; exit 1; }
+
+# Bump when make_template changes, so that old templates are rebuilt.
+TEMPLATE_VERSION=2
 
 addr_of() {
   case $1 in
@@ -153,10 +158,22 @@ thaw() {
 # initdb once per build tree: later fixtures copy it.
 make_template() {
   t=$(pgdata template)
-  [ -f "$t/PG_VERSION" ] && [ -f "$t/.qorb-ready" ] && return 0
+  if [ -f "$t/PG_VERSION" ] && [ "$(cat "$t/.qorb-ready" 2>/dev/null)" = "$TEMPLATE_VERSION" ]; then
+    cp "$t/server.crt" "$ROOT/server.crt"
+    return 0
+  fi
   rm -rf "$t"
   as_pg "$PGBIN/initdb" -D "$t" -A trust -U postgres --no-sync >/dev/null
+  # TLS, with a certificate for the name qorb-test.invalid: the tests
+  # connect with sslmode=verify-full and host=qorb-test.invalid while the
+  # pool supplies hostaddr. The tests read the certificate from ROOT.
+  as_pg openssl req -new -x509 -days 3650 -nodes -subj /CN=qorb-test.invalid \
+    -addext subjectAltName=DNS:qorb-test.invalid \
+    -keyout "$t/server.key" -out "$t/server.crt" >/dev/null 2>&1
+  as_pg chmod 600 "$t/server.key"
+  cp "$t/server.crt" "$ROOT/server.crt"
   cat >> "$t/postgresql.conf" <<EOF
+ssl = on
 password_encryption = 'scram-sha-256'
 wal_level = replica
 max_wal_senders = 5
@@ -168,6 +185,7 @@ EOF
   tmp=$(mktemp)
   cat > "$tmp" <<EOF
 host all qorb_pw 127.0.0.0/8 scram-sha-256
+hostssl all qorb_nossl 127.0.0.0/8 reject
 host all all 127.0.0.0/8 trust
 host replication all 127.0.0.0/8 trust
 EOF
@@ -178,11 +196,12 @@ EOF
   printf '%s\n' \
     "CREATE ROLE qorb_pw LOGIN PASSWORD 'secret'" \
     "CREATE ROLE qorb_other NOLOGIN" \
+    "CREATE ROLE qorb_nossl LOGIN" \
     "CREATE TABLE qorb_t (id int)" \
     "GRANT ALL ON qorb_t TO PUBLIC" |
     as_pg "$PGBIN/postgres" --single -D "$t" postgres >"$t/single.log" 2>&1 ||
     { cat "$t/single.log" >&2; die "single-user setup failed"; }
-  as_pg touch "$t/.qorb-ready"
+  as_pg sh -c "echo $TEMPLATE_VERSION > '$t/.qorb-ready'"
 }
 
 fresh_copy() {

@@ -33,6 +33,8 @@ int pgt_servers(const char *args) {
   return rc;
 }
 
+const char *pgt_server_cert(void) { return PGT_TESTBED "/server.crt"; }
+
 uint64_t pgt_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -31,6 +31,9 @@
 /* Run `pg_servers.sh ROOT <args>`; returns its exit status (0 = success). */
 int pgt_servers(const char *args);
 
+/* The servers' TLS certificate (self-signed, for qorb-test.invalid). */
+const char *pgt_server_cert(void);
+
 /* Milliseconds on the monotonic clock. */
 uint64_t pgt_now_ms(void);
 

@@ -4,7 +4,10 @@
  * supplies the address (the template's hostaddr and port are replaced, its
  * host is kept for TLS), TCP keepalives and tcp_user_timeout are on by
  * default and the template can override them, and a claimed PGconn is in
- * blocking mode with nothing in flight.
+ * blocking mode with nothing in flight. TLS: with sslmode=verify-full the
+ * certificate is checked against the template's host, not the address the
+ * pool connects to; and a connect during which libpq changes its socket
+ * (TLS refused by the server, retried without) completes on the loop.
  */
 #define _GNU_SOURCE
 
@@ -155,6 +158,65 @@ static void test_uri_and_arrays(void **state) {
   pgt_close(pool);
 }
 
+static void test_tls_verify_full(void **state) {
+  qorb_pg_options_t o;
+  qorb_pool_t *pool;
+  qorb_claim_t *cl = NULL;
+  char info[512], e[256];
+  uint64_t t0;
+  (void)state;
+  /* The certificate names qorb-test.invalid; the pool dials 127.0.0.2. */
+  snprintf(info, sizeof(info),
+           "host=qorb-test.invalid sslmode=verify-full sslrootcert=%s "
+           "user=postgres dbname=postgres",
+           pgt_server_cert());
+  qorb_pg_options_init(&o);
+  o.conninfo = info;
+  pool = pgt_pool(PGT_A, &o, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  assert_int_equal(PQsslInUse(qorb_pg_conn(cl)), 1);
+  assert_string_equal(PQhost(qorb_pg_conn(cl)), "qorb-test.invalid");
+  assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
+  qorb_release(cl);
+  pgt_close(pool);
+
+  /* Another name: the certificate does not match, the claim fails fast. */
+  snprintf(info, sizeof(info),
+           "host=other.invalid sslmode=verify-full sslrootcert=%s "
+           "user=postgres dbname=postgres",
+           pgt_server_cert());
+  pool = pgt_pool(PGT_A, &o, NULL);
+  t0 = pgt_now_ms();
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), QORB_ENOTONLINE);
+  assert_true(pgt_now_ms() - t0 < 3000);
+  pgt_last_error(pool, PGT_A, e, sizeof(e));
+  fprintf(stderr, "verify-full, wrong name: %s\n", e);
+  assert_non_null(strstr(e, "other.invalid"));
+  pgt_close(pool);
+}
+
+/* TLS first, refused by pg_hba for this user, then libpq retries on a new
+   socket without TLS (sslmode=prefer): the connector follows the switch. */
+static void test_socket_switch_during_connect(void **state) {
+  qorb_pg_options_t o;
+  qorb_pool_t *pool;
+  int i;
+  (void)state;
+  qorb_pg_options_init(&o);
+  o.conninfo = "user=qorb_nossl dbname=postgres sslmode=prefer";
+  pool = pgt_pool(PGT_B, &o, NULL);
+  for (i = 0; i < 10; i++) {
+    qorb_claim_t *cl;
+    assert_int_equal(qorb_pool_claim_wait(pool, 5000, &cl), 0);
+    assert_int_equal(PQsslInUse(qorb_pg_conn(cl)), 0);
+    assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
+    /* broken: the next claim needs a new connection, a new switch */
+    qorb_release_broken(cl);
+  }
+  assert_true(pgt_connects(pool, PGT_B) >= 10);
+  pgt_close(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_address_from_pool),
@@ -162,6 +224,8 @@ int main(void) {
       cmocka_unit_test(test_keepalive_defaults),
       cmocka_unit_test(test_keepalive_overrides),
       cmocka_unit_test(test_uri_and_arrays),
+      cmocka_unit_test(test_tls_verify_full),
+      cmocka_unit_test(test_socket_switch_during_connect),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

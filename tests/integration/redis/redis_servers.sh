@@ -14,10 +14,12 @@
 #
 # Servers:
 #   a  127.0.0.2:56391  master
-#   b  127.0.0.3:56392  master
+#   b  127.0.0.3:56392  master, also on [::1]:56392
 #   r  127.0.0.3:56393  replica of a (--replicaof 127.0.0.2 56391)
 #   p  127.0.0.2:56394  --requirepass qorb-secret, plus ACL user "qorbuser"
 #                       with password "qorb-user-pw"
+#   t  127.0.0.3:56395  TLS only (certificates made with openssl in ROOT/t);
+#                       not started by setup: the TLS test starts it
 # Nothing listens on 127.0.0.2:56398 (the refused-port test).
 #
 # Only processes this script started (by the pid files under ROOT) are ever
@@ -34,8 +36,8 @@ case $ROOT in
   /*) ;;
   *) ROOT="$(pwd)/$ROOT" ;;
 esac
-ALL="a b r p"
-STOP_ORDER="r p b a" # replica first; all are signalled before any wait
+ALL="a b r p"        # started by setup
+STOP_ORDER="t r p b a" # every server; all are signalled before any wait
 
 die() { echo "redis_servers.sh: $*" >&2; exit 1; }
 
@@ -45,13 +47,14 @@ command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found"
 host_of() {
   case $1 in
     a) echo 127.0.0.2 ;; b) echo 127.0.0.3 ;;
-    r) echo 127.0.0.3 ;; p) echo 127.0.0.2 ;;
+    r) echo 127.0.0.3 ;; p) echo 127.0.0.2 ;; t) echo 127.0.0.3 ;;
     *) die "unknown server '$1' ($ALL)" ;;
   esac
 }
 port_of() {
   case $1 in
     a) echo 56391 ;; b) echo 56392 ;; r) echo 56393 ;; p) echo 56394 ;;
+    t) echo 56395 ;;
     *) die "unknown server '$1' ($ALL)" ;;
   esac
 }
@@ -71,9 +74,27 @@ cli() { # cli NAME ARGS...: redis-cli against server NAME
   if [ "$n" = p ]; then
     redis-cli -h "$(host_of "$n")" -p "$(port_of "$n")" -a qorb-secret \
       --no-auth-warning "$@"
+  elif [ "$n" = t ]; then
+    redis-cli --tls --cacert "$ROOT/t/ca.crt" -h "$(host_of "$n")" \
+      -p "$(port_of "$n")" "$@"
   else
     redis-cli -h "$(host_of "$n")" -p "$(port_of "$n")" "$@"
   fi
+}
+
+# A throwaway CA and a server certificate for 127.0.0.3 (server t).
+make_certs() {
+  d=$1
+  [ -f "$d/server.crt" ] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found (server t)"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" \
+    -out "$d/ca.crt" -days 2 -subj "/CN=qorb-test-ca" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$d/server.key" \
+    -out "$d/server.csr" -subj "/CN=127.0.0.3" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.3\n' > "$d/ext.cnf"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+    -CAcreateserial -out "$d/server.crt" -days 2 -extfile "$d/ext.cnf" \
+    2>/dev/null || die "could not make certificates for t"
 }
 
 start() {
@@ -82,12 +103,18 @@ start() {
   d="$ROOT/$n"
   mkdir -p "$d"
   rm -f "$(pidfile "$n")"
-  set -- --bind "$(host_of "$n")" --port "$(port_of "$n")" \
+  bind=$(host_of "$n")
+  if [ "$n" = b ]; then bind="$bind ::1"; fi
+  if [ "$n" = t ]; then make_certs "$d"; fi
+  set -- --bind "$bind" --port "$(port_of "$n")" \
     --save '' --appendonly no --daemonize yes \
     --pidfile "$(pidfile "$n")" --logfile "$d/redis.log" --dir "$d"
   case $n in
     r) set -- "$@" --replicaof 127.0.0.2 56391 ;;
     p) set -- "$@" --requirepass qorb-secret ;;
+    t) set -- "$@" --port 0 --tls-port "$(port_of t)" \
+         --tls-cert-file "$d/server.crt" --tls-key-file "$d/server.key" \
+         --tls-ca-cert-file "$d/ca.crt" --tls-auth-clients no ;;
   esac
   redis-server "$@" || die "redis-server $n did not start (see $d/redis.log)"
   i=0

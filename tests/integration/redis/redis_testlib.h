@@ -8,7 +8,8 @@
  * an application loop from the test (async claims and commands).
  *
  * Servers (see redis_servers.sh), all started by the CTest fixture:
- * a 127.0.0.2:56391 and b 127.0.0.3:56392 (masters), r 127.0.0.3:56393
+ * a 127.0.0.2:56391 and b 127.0.0.3:56392 (masters; b also on
+ * [::1]:56392), r 127.0.0.3:56393
  * (replica of a), p 127.0.0.2:56394 (requirepass, ACL user).
  */
 #ifndef QORB_REDIS_TESTLIB_H
@@ -26,6 +27,7 @@
 
 #define RT_A "127.0.0.2:56391"
 #define RT_B "127.0.0.3:56392"
+#define RT_B6 "[::1]:56392" /* b again, over IPv6 */
 #define RT_R "127.0.0.3:56393"
 #define RT_P "127.0.0.2:56394"
 #define RT_AB RT_A "," RT_B

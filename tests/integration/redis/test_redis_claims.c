@@ -231,6 +231,18 @@ static void test_async_loop(void **state) {
   assert_true(rt_claims(s.pool, RT_A) > 0);
   assert_true(rt_claims(s.pool, RT_B) > 0);
   assert_true(rt_count_clients(RT_A, "qorb-claims-async") >= 1);
+  {
+    /* Keepalive is on for the async flavour too. */
+    qorb_claim_t *cl;
+    int ka = 0;
+    socklen_t len = sizeof(ka);
+    assert_int_equal(rt_loop_claim(s.pool, s.loop, 5000, &cl), 0);
+    assert_int_equal(getsockopt(qorb_redis_async(cl)->c.fd, SOL_SOCKET,
+                                SO_KEEPALIVE, &ka, &len),
+                     0);
+    assert_true(ka);
+    assert_int_equal(qorb_release(cl), 0);
+  }
   rt_close_on_loop(s.pool, s.loop);
   ev_loop_destroy(s.loop);
   RT_WAIT(rt_count_clients(RT_A, "qorb-claims-async") == 0 &&
@@ -274,6 +286,44 @@ static void test_session_settings(void **state) {
   rt_close(pool);
 }
 
+/* An IPv6 backend, both flavours, and keepalive off when asked. */
+static void test_ipv6(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  qorb_redis_options_t o;
+  qorb_pool_t *pool;
+  qorb_claim_t *cl;
+  redisReply *r;
+  rt_reply_t ar;
+  int ka = 1;
+  socklen_t len = sizeof(ka);
+  (void)state;
+
+  rt_options(&o, "qorb-ipv6");
+  o.keepalive = 0;
+  pool = rt_pool(RT_B6, &o, NULL, NULL);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  assert_string_equal(qorb_claim_addr(cl)->text, RT_B6);
+  r = rt_cmd(qorb_redis_ctx(cl), "CLIENT INFO");
+  assert_non_null(strstr(r->str, "laddr=[::1]:56392"));
+  freeReplyObject(r);
+  assert_int_equal(getsockopt(qorb_redis_ctx(cl)->fd, SOL_SOCKET,
+                              SO_KEEPALIVE, &ka, &len),
+                   0);
+  assert_false(ka);
+  qorb_release(cl);
+  rt_close(pool);
+
+  o.flavour = QORB_REDIS_ASYNC;
+  pool = rt_pool(RT_B6, &o, loop, NULL);
+  assert_int_equal(rt_loop_claim(pool, loop, 10000, &cl), 0);
+  assert_int_equal(
+      rt_loop_cmd(loop, qorb_redis_async(cl), 5000, &ar, "CLIENT INFO"), 0);
+  assert_non_null(strstr(ar.str, "laddr=[::1]:56392"));
+  qorb_release(cl);
+  rt_close_on_loop(pool, loop);
+  ev_loop_destroy(loop);
+}
+
 static void test_connect_never_blocks_loop(void **state) {
   qorb_redis_options_t o;
   qorb_pool_t *pool;
@@ -310,6 +360,7 @@ int main(void) {
       cmocka_unit_test(test_blocking_threads),
       cmocka_unit_test(test_async_loop),
       cmocka_unit_test(test_session_settings),
+      cmocka_unit_test(test_ipv6),
       cmocka_unit_test(test_connect_never_blocks_loop),
   };
   signal(SIGPIPE, SIG_IGN); /* as every hiredis program should */
