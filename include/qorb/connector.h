@@ -128,8 +128,9 @@ QORB_EXTERN void qorb_op_done(qorb_op_t *op, int status);
 
 /**
  * Record the detail of a failure (the server's or the library's text). It
- * is copied into the backend's bounded error buffer, readable later through
- * qorb_pool_backend_error() and the stats snapshot.
+ * is copied into the backend's bounded error buffer, readable later as
+ * `last_error` in the stats snapshot (qorb_pool_stats()), even after the
+ * connection is gone.
  * Thread: the pool loop.
  */
 QORB_EXTERN void qorb_op_set_error(qorb_op_t *op, const char *fmt, ...)
