@@ -30,6 +30,14 @@ work=""       # scratch folder for logs, made by main()
 pids=()       # everything we started, stopped by cleanup()
 
 SECTIONS=(echo)
+# The connectors' sections live beside this script.
+for section in pg redis; do
+  if [[ -f "$root/tools/demo-$section.sh" ]]; then
+    # shellcheck source=/dev/null
+    source "$root/tools/demo-$section.sh"
+    SECTIONS+=("$section")
+  fi
+done
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }

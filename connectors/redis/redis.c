@@ -3,13 +3,19 @@
  * redis.c: qorb-redis, the hiredis connector. One file, two flavours that
  * share everything but their I/O:
  *
- *   blocking  a redisContext from redisConnectNonBlock(). The connector
- *             drives it on the pool loop with one ev_io and hiredis's
- *             non-blocking buffer API (redisAppendCommandArgv,
- *             redisBufferWrite, redisBufferRead, redisGetReplyFromReader).
- *             Between ops the socket is switched to blocking mode and the
- *             context flagged REDIS_BLOCK, because the claimant calls
- *             redisCommand() on its own thread; every op switches it back.
+ *   blocking  a redisContext from redisConnectNonBlock(), driven on the
+ *             pool loop with one ev_io. It is handed to claimants in
+ *             blocking mode (REDIS_BLOCK, a blocking socket), because they
+ *             call redisCommand() on their own threads. Over plain TCP our
+ *             own ops leave it that way: they send and receive with
+ *             MSG_DONTWAIT (and MSG_NOSIGNAL), format their commands
+ *             themselves and feed the replies to the context's own reader
+ *             (redisReaderFeed, redisGetReplyFromReader), so a recycle
+ *             costs no fcntl(2) and raises no SIGPIPE. Over TLS (hiredis
+ *             1.x) the bytes must go through hiredis's TLS layer: each op
+ *             then switches the socket to non-blocking and uses
+ *             redisAppendCommandArgv, redisBufferWrite and redisBufferRead,
+ *             and switches it back at the end.
  *   async     a redisAsyncContext from redisAsyncConnect(), attached to the
  *             pool loop with event hooks of our own (the same as hiredis's
  *             adapters/libev.h, plus two things it cannot do: reading is
@@ -153,6 +159,9 @@ typedef struct qr_conn {
   int io_events;      /* events io is started with, 0 when stopped */
   int connecting;     /* waiting for connect(2) to finish */
   int fl_block, fl_nonblock; /* the socket's file status flags */
+  int raw;            /* plain TCP: our own I/O (see the top of the file) */
+  char *wbuf;         /* raw: the op's commands, formatted */
+  size_t wlen, woff, wcap; /* raw: bytes in wbuf, sent, allocated */
 
   /* async flavour */
   redisAsyncContext *ac; /* NULL once hiredis has let go of it */
@@ -277,6 +286,41 @@ static void qr_fail(qr_conn_t *k, int status) {
 
 static void qr_async_reply(redisAsyncContext *ac, void *r, void *privdata);
 
+/* Append to the raw output buffer, growing it. */
+static int qr_wbuf_add(qr_conn_t *k, const char *data, size_t n) {
+  if (k->wlen + n > k->wcap) {
+    size_t cap = k->wcap ? k->wcap : 256;
+    char *b;
+    while (cap < k->wlen + n) cap *= 2;
+    b = realloc(k->wbuf, cap);
+    if (b == NULL) return QORB_ENOMEM;
+    k->wbuf = b;
+    k->wcap = cap;
+  }
+  memcpy(k->wbuf + k->wlen, data, n);
+  k->wlen += n;
+  return 0;
+}
+
+/* One command in the protocol's array-of-bulk-strings form, as hiredis's
+ * redisFormatCommandArgv() would write it, without its allocation. */
+static int qr_wbuf_command(qr_conn_t *k, int argc, const char **argv,
+                           const size_t *len) {
+  char head[32];
+  int i, n, rc;
+
+  n = snprintf(head, sizeof(head), "*%d\r\n", argc);
+  if ((rc = qr_wbuf_add(k, head, (size_t)n)) != 0) return rc;
+  for (i = 0; i < argc; i++) {
+    n = snprintf(head, sizeof(head), "$%zu\r\n", len[i]);
+    if ((rc = qr_wbuf_add(k, head, (size_t)n)) != 0 ||
+        (rc = qr_wbuf_add(k, argv[i], len[i])) != 0 ||
+        (rc = qr_wbuf_add(k, "\r\n", 2)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
 /* Queue one command (argv form: binary safe, no format parsing). */
 static int qr_push(qr_conn_t *k, enum qr_step step, int argc,
                    const char **argv) {
@@ -285,11 +329,16 @@ static int qr_push(qr_conn_t *k, enum qr_step step, int argc,
 
   if (k->nsteps >= QR_MAX_STEPS || argc > 4) return QORB_EPROTO;
   for (i = 0; i < argc; i++) len[i] = strlen(argv[i]);
-  if (k->c != NULL)
-    rc = redisAppendCommandArgv(k->c, argc, argv, len);
-  else
-    rc = redisAsyncCommandArgv(k->ac, qr_async_reply, NULL, argc, argv, len);
-  if (rc != REDIS_OK) return QORB_ENOMEM;
+  if (k->c != NULL && k->raw) {
+    if ((rc = qr_wbuf_command(k, argc, argv, len)) != 0) return rc;
+  } else {
+    if (k->c != NULL)
+      rc = redisAppendCommandArgv(k->c, argc, argv, len);
+    else
+      rc = redisAsyncCommandArgv(k->ac, qr_async_reply, NULL, argc, argv,
+                                 len);
+    if (rc != REDIS_OK) return QORB_ENOMEM;
+  }
   k->steps[k->nsteps++] = (unsigned char)step;
   return 0;
 }
@@ -330,6 +379,7 @@ static int qr_build(qr_conn_t *k, enum qr_op kind) {
   int rc;
 
   k->nsteps = k->next = k->skipped = 0;
+  k->wlen = k->woff = 0;
   k->seq++;
   snprintf(k->token, sizeof(k->token), "qorb-%llu",
            (unsigned long long)k->seq);
@@ -566,15 +616,72 @@ static int qr_obuf_pending(const redisContext *c) {
   return c->obuf != NULL && c->obuf[0] != '\0';
 }
 
-static int qr_blk_write(qr_conn_t *k, int *done) {
-  qr_sigpipe_t g;
+/* Bytes of the op's commands not sent yet. */
+static int qr_blk_unsent(const qr_conn_t *k) {
+  return k->raw ? k->woff < k->wlen : qr_obuf_pending(k->c);
+}
+
+/* Send what we can of the op's commands. @return 0 (with *done 1 once all
+ * is sent) or a negative code with the error text recorded. */
+static int qr_blk_send(qr_conn_t *k, int *done) {
   int rc;
 
-  if (!k->sigpipe_guard) return redisBufferWrite(k->c, done);
-  qr_sigpipe_block(&g);
-  rc = redisBufferWrite(k->c, done);
-  qr_sigpipe_restore(&g);
-  return rc;
+  *done = 0;
+  if (k->raw) {
+    while (k->woff < k->wlen) {
+      ssize_t n = send(k->c->fd, k->wbuf + k->woff, k->wlen - k->woff,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        k->woff += (size_t)n;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return 0;
+      } else if (n < 0 && errno != EINTR) {
+        rc = errno;
+        qr_err(k, "%s", strerror(rc));
+        return rc == EPIPE || rc == ECONNRESET ? QORB_ECLOSED
+                                               : qr_opcode(k->opkind);
+      }
+    }
+    *done = 1;
+    return 0;
+  }
+  if (k->sigpipe_guard) {
+    qr_sigpipe_t g;
+    qr_sigpipe_block(&g);
+    rc = redisBufferWrite(k->c, done);
+    qr_sigpipe_restore(&g);
+  } else {
+    rc = redisBufferWrite(k->c, done);
+  }
+  return rc == REDIS_OK ? 0 : -1;
+}
+
+/* Read what has arrived into the context's reader. @return 0 or a
+ * negative code with the error text recorded. */
+static int qr_blk_recv(qr_conn_t *k) {
+  char buf[16 * 1024];
+  ssize_t n;
+
+  if (!k->raw) return redisBufferRead(k->c) == REDIS_OK ? 0 : -1;
+  for (;;) {
+    n = recv(k->c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) break;
+    if (n == 0) {
+      qr_err(k, "server closed the connection");
+      return QORB_ECLOSED;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    if (errno != EINTR) {
+      int e = errno;
+      qr_err(k, "%s", strerror(e));
+      return e == ECONNRESET ? QORB_ECLOSED : qr_opcode(k->opkind);
+    }
+  }
+  if (redisReaderFeed(k->c->reader, buf, (size_t)n) != REDIS_OK) {
+    qr_err(k, "out of memory");
+    return QORB_ENOMEM;
+  }
+  return 0;
 }
 
 /* A hiredis I/O error: the text, and the code (EOF is the server hanging
@@ -603,7 +710,9 @@ static void qr_blk_succeed(qr_conn_t *k) {
     qr_fail(k, QORB_EPROTO);
     return;
   }
-  if ((rc = qr_blk_mode(k, 1)) != 0) {
+  /* Raw ops never leave blocking mode, except the connect. */
+  if ((!k->raw || k->opkind == QR_OP_CONNECT) &&
+      (rc = qr_blk_mode(k, 1)) != 0) {
     qr_err(k, "fcntl: %s", strerror(-rc));
     qr_fail(k, rc);
     return;
@@ -681,7 +790,6 @@ static int qr_blk_connected(qr_conn_t *k) {
 
 static void qr_blk_io_cb(struct ev_loop *loop, ev_io *w, int revents) {
   qr_conn_t *k = w->data;
-  redisContext *c = k->c;
   (void)loop;
 
   if (k->op == NULL) { /* cannot happen: no watcher between ops */
@@ -696,10 +804,14 @@ static void qr_blk_io_cb(struct ev_loop *loop, ev_io *w, int revents) {
       return;
     }
   }
-  if (qr_obuf_pending(c)) {
-    int done = 0;
-    if (qr_blk_write(k, &done) != REDIS_OK) {
-      qr_blk_io_fail(k);
+  if (qr_blk_unsent(k)) {
+    int done = 0, rc = qr_blk_send(k, &done);
+    if (rc == -1) {
+      qr_blk_io_fail(k); /* hiredis's error, in the context */
+      return;
+    }
+    if (rc != 0) {
+      qr_fail(k, rc);
       return;
     }
     qr_blk_watch(k, done ? EV_READ : EV_READ | EV_WRITE);
@@ -707,8 +819,13 @@ static void qr_blk_io_cb(struct ev_loop *loop, ev_io *w, int revents) {
     qr_blk_watch(k, EV_READ);
   }
   if (revents & EV_READ) {
-    if (redisBufferRead(c) != REDIS_OK) {
+    int rc = qr_blk_recv(k);
+    if (rc == -1) {
       qr_blk_io_fail(k);
+      return;
+    }
+    if (rc != 0) {
+      qr_fail(k, rc);
       return;
     }
     qr_blk_drain(k);
@@ -728,7 +845,7 @@ static int qr_blk_start(qr_conn_t *k, qorb_op_t *op, enum qr_op kind) {
     k->op = NULL;
     return QORB_ECLOSED;
   }
-  if ((rc = qr_blk_mode(k, 0)) != 0) {
+  if (!k->raw && (rc = qr_blk_mode(k, 0)) != 0) {
     qr_err(k, "fcntl: %s", strerror(-rc));
     k->op = NULL;
     return rc;
@@ -739,10 +856,12 @@ static int qr_blk_start(qr_conn_t *k, qorb_op_t *op, enum qr_op kind) {
     k->broken = 1; /* some commands may be queued: never reuse */
     return rc;
   }
-  /* Write at once: the socket is almost always writable, and this saves a
-   * loop iteration on every recycle. An error here is reported from the
-   * watcher (hiredis keeps it in c->err), never from inside this call. */
-  if (qr_blk_write(k, &done) != REDIS_OK) done = 0;
+  /* Send at once: the socket is almost always writable, and this saves a
+   * loop iteration on every recycle. A failure is reported from the
+   * watcher, which tries again and meets it again (hiredis keeps its error
+   * in c->err; a raw send fails the same way twice), never from inside
+   * this call. */
+  if (qr_blk_send(k, &done) != 0) done = 0;
   qr_blk_watch(k, done ? EV_READ : EV_READ | EV_WRITE);
   return 0;
 }
@@ -773,6 +892,7 @@ static int qr_blk_connect(qr_conn_t *k, const qorb_addr_t *addr) {
   }
   k->fl_nonblock = fl | O_NONBLOCK;
   k->fl_block = fl & ~O_NONBLOCK;
+  k->raw = k->cfg->tls == NULL;
   if ((rc = qr_build(k, QR_OP_CONNECT)) != 0) {
     qr_err(k, "queueing commands: %s", qorb_strerror(rc));
     return rc;
@@ -1035,6 +1155,7 @@ static void qr_free_conn(qr_conn_t *k) {
      * claimant's) run with a NULL reply. */
     redisAsyncFree(ac);
   }
+  free(k->wbuf);
   k->magic = 0;
   free(k);
 }

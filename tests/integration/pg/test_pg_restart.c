@@ -146,12 +146,18 @@ static void test_all_down_then_recover(void **state) {
   /* The workers saw the same error, not a timeout. */
   PGT_WAIT(atomic_load(&l.claim_errors) > 10, 5000);
   assert_int_equal(atomic_load(&l.last_claim_error), QORB_ENOTONLINE);
-  /* libpq's own text: the refused reconnects. */
-  pgt_last_error(pool, PGT_A, e, sizeof(e));
+  /* libpq's own text: the refused reconnects (by now; the sessions that
+     the shutdown killed said "terminating connection" before). */
+  PGT_WAIT(strstr(pgt_last_error(pool, PGT_A, e, sizeof(e)),
+                  "Connection refused") != NULL,
+           3000);
   fprintf(stderr, "a: %s\n", e);
   assert_non_null(strstr(e, "127.0.0.2"));
   assert_non_null(strstr(e, "Connection refused"));
-  pgt_last_error(pool, PGT_B, e, sizeof(e));
+  PGT_WAIT(strstr(pgt_last_error(pool, PGT_B, e, sizeof(e)),
+                  "Connection refused") != NULL,
+           3000);
+  fprintf(stderr, "b: %s\n", e);
   assert_non_null(strstr(e, "Connection refused"));
 
   /* One backend back: claims work again without anyone's help. */
