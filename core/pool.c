@@ -198,11 +198,13 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ENOTONLINE);
     return QORB_ENOTONLINE;
   }
-  /* A miss: ask the loop to grow towards the demand. */
-  pthread_mutex_lock(&p->mu);
-  p->grow_wanted = 1;
-  ev_async_send(p->loop, &p->wake);
-  pthread_mutex_unlock(&p->mu);
+  /* A miss: ask the loop to grow towards the demand, if it can. */
+  if (!atomic_load_explicit(&p->pub_full, RELAXED)) {
+    pthread_mutex_lock(&p->mu);
+    p->grow_wanted = 1;
+    ev_async_send(p->loop, &p->wake);
+    pthread_mutex_unlock(&p->mu);
+  }
   QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_EAGAIN);
   return QORB_EAGAIN;
 }
@@ -333,9 +335,12 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   atomic_fetch_add(&p->nwaiters, 1);
   /* Scan once more: a release may have stored IDLE before seeing us. */
   if ((s = grab_idle(p)) != NULL) waiter_give(p, &w, s, 0);
-  p->grow_wanted = 1;
   p->inflight++;
-  ev_async_send(p->loop, &p->wake);
+  /* Waking the loop costs a system call: only when the pool can grow. */
+  if (!atomic_load_explicit(&p->pub_full, RELAXED)) {
+    p->grow_wanted = 1;
+    ev_async_send(p->loop, &p->wake);
+  }
 
   clock_gettime(CLOCK_MONOTONIC, &deadline);
   deadline.tv_sec += timeout_ms / 1000;
@@ -1360,6 +1365,15 @@ static void pool_rebalance(qorb_pool_t *p) {
     }
     for (; n < p->cap; n++) atomic_store_explicit(&p->order[n], UINT32_MAX, RELAXED);
     pthread_mutex_unlock(&p->mu);
+  }
+  {
+    unsigned serving = 0;
+    for (it = p->backends.next; it != &p->backends; it = it->next) {
+      b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
+      serving += b->nslots - b->nretiring;
+    }
+    atomic_store_explicit(&p->pub_full, serving >= p->policy.max_slots,
+                          RELAXED);
   }
   QORB_PROBE(REBALANCE_DONE, p->name, p->nbound);
   p->in_rebalance = 0;

@@ -156,6 +156,7 @@ struct qorb_pool {
   _Atomic int all_failed;        /* [any] every known backend has failed */
   _Atomic unsigned pub_backends; /* [any] for failure reasons */
   _Atomic unsigned pub_online;   /* [any] */
+  _Atomic int pub_full;          /* [any] max_slots reached: a miss cannot grow */
   const qorb_connector_ops_t *cops;
   void *cctx;
   char name[64];
