@@ -27,6 +27,19 @@
 
 #include "pool_impl.h"
 
+/*
+ * ThreadSanitizer does not intercept sem_clockwait(): tell it that a post
+ * happens before the wake-up it causes.
+ */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define QORB_TSAN_RELEASE(a) __tsan_release(a)
+#define QORB_TSAN_ACQUIRE(a) __tsan_acquire(a)
+#else
+#define QORB_TSAN_RELEASE(a) ((void)(a))
+#define QORB_TSAN_ACQUIRE(a) ((void)(a))
+#endif
+
 #define RELAXED memory_order_relaxed
 
 /*
@@ -51,6 +64,7 @@ static void slot_set_idle(qorb_claim_t *s);
 enum { FAIL_BROKEN = 0, FAIL_OP = 1, FAIL_CONNECT = 2 };
 static void slot_failed(qorb_claim_t *s, int status, int kind);
 static void pool_rebalance(qorb_pool_t *p);
+static void pool_unlock(qorb_pool_t *p);
 static void pool_kick(qorb_pool_t *p);
 static void pool_check_closed(qorb_pool_t *p);
 static void pool_log(qorb_pool_t *p, qorb_log_level_t lvl, const char *fmt, ...)
@@ -171,7 +185,7 @@ static uint64_t probe_claim_id(qorb_pool_t *p) {
       QORB_PROBE_ENABLED(CLAIM_FAILED)) {
     pthread_mutex_lock(&p->mu);
     id = ++p->next_id;
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
   }
   return id;
 }
@@ -203,7 +217,7 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     pthread_mutex_lock(&p->mu);
     p->grow_wanted = 1;
     ev_async_send(p->loop, &p->wake);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
   }
   QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_EAGAIN);
   return QORB_EAGAIN;
@@ -221,10 +235,32 @@ static void waiter_give(qorb_pool_t *p, qorb__waiter_t *w, qorb_claim_t *s,
   w->slot = s;
   w->status = status;
   w->done = 1;
-  if (w->blocking) {
-    pthread_cond_signal(&w->cond);
-  } else {
-    qorb__list_push_back(&p->completed, &w->link);
+  /* A blocking waiter is woken by pool_unlock(), once mu is free for it. */
+  qorb__list_push_back(w->blocking ? &p->to_post : &p->completed, &w->link);
+}
+
+/*
+ * Unlock mu, then wake the blocking waiters given a result meanwhile. Waking
+ * them with mu held would have each one wake up only to block on mu again.
+ * A waiter stays in place until its post arrives, so the posts are safe.
+ */
+static void pool_unlock(qorb_pool_t *p) {
+  qorb__list_t posts, *it, *next;
+  if (qorb__list_empty(&p->to_post)) {
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
+  posts.next = p->to_post.next;
+  posts.prev = p->to_post.prev;
+  posts.next->prev = &posts;
+  posts.prev->next = &posts;
+  qorb__list_init(&p->to_post);
+  pthread_mutex_unlock(&p->mu);
+  for (it = posts.next; it != &posts; it = next) {
+    qorb__waiter_t *w = QORB_CONTAINER_OF(it, qorb__waiter_t, link);
+    next = it->next; /* read first: once posted, the waiter may be gone */
+    QORB_TSAN_RELEASE(&w->sem);
+    sem_post(&w->sem);
   }
 }
 
@@ -249,7 +285,7 @@ static void handoff_idle(qorb_pool_t *p, qorb_claim_t *s) {
   }
   /* Under mu, so that the pool cannot finish closing under our feet. */
   if (wake) ev_async_send(p->loop, &p->wake);
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
 }
 
 /* Fail every queued claim with `status`. Caller holds mu. Loop thread. */
@@ -266,9 +302,9 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   qorb__waiter_t w;
   qorb_claim_t *s;
   struct timespec deadline;
-  pthread_condattr_t ca;
   uint64_t id;
-  int rc, spins;
+  qorb_claim_t *got;
+  int rc, spins, served = 0;
 
   if (claim != NULL) *claim = NULL;
   if (p == NULL || claim == NULL) return QORB_EINVAL;
@@ -308,7 +344,7 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
     goto fail_locked;
   }
   if (qorb__list_empty(&p->waiters) && (s = grab_idle(p)) != NULL) {
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     claim_taken(s, file, line, id);
     *claim = s;
     return 0;
@@ -327,20 +363,22 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   w.blocking = 1;
   w.id = id;
   qorb__list_init(&w.alink);
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&w.cond, &ca);
-  pthread_condattr_destroy(&ca);
+  sem_init(&w.sem, 0, 0);
   qorb__list_push_back(&p->waiters, &w.link);
   atomic_fetch_add(&p->nwaiters, 1);
   /* Scan once more: a release may have stored IDLE before seeing us. */
-  if ((s = grab_idle(p)) != NULL) waiter_give(p, &w, s, 0);
+  if ((s = grab_idle(p)) != NULL) {
+    waiter_give(p, &w, s, 0);
+    qorb__list_remove(&w.link); /* ours: no post to wait for */
+    served = 1;
+  }
   p->inflight++;
   /* Waking the loop costs a system call: only when the pool can grow. */
-  if (!atomic_load_explicit(&p->pub_full, RELAXED)) {
+  if (!served && !atomic_load_explicit(&p->pub_full, RELAXED)) {
     p->grow_wanted = 1;
     ev_async_send(p->loop, &p->wake);
   }
+  pool_unlock(p);
 
   clock_gettime(CLOCK_MONOTONIC, &deadline);
   deadline.tv_sec += timeout_ms / 1000;
@@ -349,30 +387,55 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
     deadline.tv_sec++;
     deadline.tv_nsec -= 1000000000L;
   }
-  while (!w.done) {
-    int e = pthread_cond_timedwait(&w.cond, &p->mu, &deadline);
-    if (e == ETIMEDOUT && !w.done) {
+  while (!served) {
+    if (sem_clockwait(&w.sem, CLOCK_MONOTONIC, &deadline) == 0) {
+      QORB_TSAN_ACQUIRE(&w.sem);
+      break;
+    }
+    if (errno == EINTR) continue;
+    pthread_mutex_lock(&p->mu);
+    if (!w.done) {
+      /* Timed out, still queued: leave with the reason. */
       rc = pool_reason(p);
       atomic_fetch_add(&p->timeouts, 1);
       waiter_give(p, &w, NULL, rc);
+      qorb__list_remove(&w.link);
+      pool_unlock(p);
+      break;
     }
+    /* Given a result just as we timed out: its post is on its way. */
+    pool_unlock(p);
+    while (sem_wait(&w.sem) != 0 && errno == EINTR) {
+    }
+    QORB_TSAN_ACQUIRE(&w.sem);
+    break;
   }
-  if (w.slot != NULL) claim_taken(w.slot, file, line, id);
-  else atomic_fetch_add(&p->claim_failures, 1);
-  QORB_PROBE(CLAIM_FAILED, p->name, id, w.status);
+  /*
+   * Read the result under mu (also what ThreadSanitizer needs: it does not
+   * see sem_clockwait). The giver dropped mu before posting, so this lock
+   * is normally free.
+   */
+  pthread_mutex_lock(&p->mu);
+  got = w.slot;
+  rc = w.status;
   /* The last thread out of a closing pool lets the loop finish. */
   if (--p->inflight == 0 && atomic_load_explicit(&p->closing, RELAXED))
     ev_async_send(p->loop, &p->wake);
-  pthread_mutex_unlock(&p->mu);
-  pthread_cond_destroy(&w.cond);
-  if (w.slot != NULL) {
-    *claim = w.slot;
+  if (got == NULL) {
+    atomic_fetch_add(&p->claim_failures, 1);
+    QORB_PROBE(CLAIM_FAILED, p->name, id, rc);
+  }
+  pool_unlock(p);
+  if (got != NULL) claim_taken(got, file, line, id);
+  sem_destroy(&w.sem);
+  if (got != NULL) {
+    *claim = got;
     return 0;
   }
-  return w.status;
+  return rc;
 
 fail_locked:
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   atomic_fetch_add(&p->claim_failures, 1);
   QORB_PROBE(CLAIM_FAILED, p->name, id, rc);
   return rc;
@@ -428,10 +491,10 @@ int qorb_pool_claim_at(qorb_pool_t *p, int timeout_ms, qorb_claim_cb cb,
   p->grow_wanted = 1;
 queued:
   ev_async_send(p->loop, &p->wake);
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   return 0;
 out:
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   return rc;
 }
 
@@ -448,7 +511,7 @@ int qorb_pool_claim_cancel(qorb_pool_t *p, uint64_t id) {
       break;
     }
   }
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   if (rc == 0) ev_feed_event(p->loop, &p->wake, EV_ASYNC);
   return rc;
 }
@@ -464,7 +527,7 @@ static void waiter_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
     atomic_fetch_add(&p->claim_failures, 1);
     waiter_give(p, w, NULL, pool_reason(p));
   }
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   ev_feed_event(loop, &p->wake, EV_ASYNC);
 }
 
@@ -476,12 +539,12 @@ static void deliver_completed(qorb_pool_t *p) {
     int status;
     pthread_mutex_lock(&p->mu);
     if (qorb__list_empty(&p->completed)) {
-      pthread_mutex_unlock(&p->mu);
+      pool_unlock(p);
       return;
     }
     w = QORB_CONTAINER_OF(p->completed.next, qorb__waiter_t, link);
     qorb__list_remove(&w->link);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     if (w->armed) ev_timer_stop(p->loop, &w->timer);
     s = w->slot;
     status = w->status;
@@ -490,7 +553,7 @@ static void deliver_completed(qorb_pool_t *p) {
     w->cb(p, status, s, w->arg);
     pthread_mutex_lock(&p->mu);
     qorb__list_push_back(&p->free_waiters, &w->link);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
   }
 }
 
@@ -524,7 +587,7 @@ static int release_impl(qorb_claim_t *s, int broken) {
   atomic_store(&s->state, QORB__S_RELEASED);
   qorb__list_push_back(&p->released, &s->plink);
   ev_async_send(p->loop, &p->wake);
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   return 0;
 }
 
@@ -592,7 +655,7 @@ static void pool_publish(qorb_pool_t *p) {
     atomic_store(&p->all_failed, 1);
     pthread_mutex_lock(&p->mu);
     fail_waiters(p, QORB_ENOTONLINE);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     ev_feed_event(p->loop, &p->wake, EV_ASYNC);
   } else if (!all_failed) {
     atomic_store(&p->all_failed, 0);
@@ -604,7 +667,7 @@ static void backend_free_if_done(qorb_pool_t *p, struct qorb__backend *b) {
   if (!b->removed || b->nslots != 0) return;
   pthread_mutex_lock(&p->mu);
   qorb__list_remove(&b->link);
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   qorb__free(b);
 }
 
@@ -648,7 +711,7 @@ int qorb_resolver_update(qorb_resolver_t *r, const qorb_addr_t *addrs,
     b->window_start = ev_now(p->loop);
     pthread_mutex_lock(&p->mu);
     qorb__list_push_back(&p->backends, &b->link);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     pool_log(p, QORB_LOG_INFO, "backend %s added", b->addr.text);
   }
   for (it = p->backends.next; it != &p->backends; it = next) {
@@ -679,7 +742,7 @@ static qorb_claim_t *slot_bind(qorb_pool_t *p, struct qorb__backend *b) {
     s->backend = b;
     s->nclaims_base = atomic_load_explicit(&s->nclaims, RELAXED);
     qorb__list_push_back(&b->slots, &s->blink);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     atomic_store_explicit(&s->flags, 0, RELAXED);
     s->release_broken = 0;
     s->backoff_ms = 0;
@@ -709,7 +772,7 @@ static void slot_unbind(qorb_claim_t *s) {
   qorb__list_remove(&s->blink);
   slot_set_state(s, QORB__S_FREE);
   s->backend = NULL;
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   b->nslots--;
   p->nbound--;
   backend_free_if_done(p, b);
@@ -860,7 +923,7 @@ static void slot_set_idle(qorb_claim_t *s) {
   } else {
     slot_set_state(s, QORB__S_IDLE);
   }
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   if (wake) ev_feed_event(p->loop, &p->wake, EV_ASYNC);
   if (replacement) backend_retire_one(p, s->backend);
 }
@@ -1364,7 +1427,7 @@ static void pool_rebalance(qorb_pool_t *p) {
                               RELAXED);
     }
     for (; n < p->cap; n++) atomic_store_explicit(&p->order[n], UINT32_MAX, RELAXED);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
   }
   {
     unsigned serving = 0;
@@ -1456,7 +1519,7 @@ static void pool_begin_close(qorb_pool_t *p) {
   ev_timer_stop(p->loop, &p->leak_timer);
   pthread_mutex_lock(&p->mu);
   fail_waiters(p, QORB_ESHUTDOWN);
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   for (it = p->backends.next; it != &p->backends; it = next) {
     struct qorb__backend *b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
     next = it->next;
@@ -1479,7 +1542,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
   close_now = p->close_requested && !p->closing_loop;
   grow = p->grow_wanted;
   p->grow_wanted = 0;
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   if (close_now) pool_begin_close(p);
 
   /* Ops that finished. */
@@ -1495,12 +1558,12 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     qorb_claim_t *s;
     pthread_mutex_lock(&p->mu);
     if (qorb__list_empty(&p->released)) {
-      pthread_mutex_unlock(&p->mu);
+      pool_unlock(p);
       break;
     }
     s = QORB_CONTAINER_OF(p->released.next, qorb_claim_t, plink);
     qorb__list_remove(&s->plink);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     slot_released(s);
   }
 
@@ -1509,7 +1572,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     qorb__waiter_t *wt;
     pthread_mutex_lock(&p->mu);
     if (qorb__list_empty(&p->to_arm)) {
-      pthread_mutex_unlock(&p->mu);
+      pool_unlock(p);
       break;
     }
     wt = QORB_CONTAINER_OF(p->to_arm.next, qorb__waiter_t, alink);
@@ -1518,7 +1581,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     wt->timer.data = p;
     wt->armed = 1;
     ev_timer_start(p->loop, &wt->timer);
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
   }
 
   if (grow && !p->closing_loop) pool_rebalance(p);
@@ -1535,7 +1598,7 @@ static void pool_check_closed(qorb_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   empty = qorb__list_empty(&p->released) && qorb__list_empty(&p->completed) &&
           qorb__list_empty(&p->waiters) && p->inflight == 0;
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   if (!empty) return;
   p->finished = 1;
   pool_kick(p);
@@ -1578,7 +1641,7 @@ static void pool_finish(qorb_pool_t *p) {
   pthread_mutex_lock(&p->mu);
   cb = p->close_cb;
   arg = p->close_arg;
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   pool_free(p);
   if (cb != NULL) cb(p, 0, arg);
 }
@@ -1598,7 +1661,7 @@ static void *pool_thread_main(void *arg) {
     pthread_mutex_lock(&p->mu);
     cb = p->close_cb;
     cb_arg = p->close_arg;
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     pool_free(p);
     ev_loop_destroy(loop);
     if (cb != NULL) cb(p, 0, cb_arg);
@@ -1646,6 +1709,7 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   qorb__list_init(&p->to_arm);
   qorb__list_init(&p->released);
   qorb__list_init(&p->free_waiters);
+  qorb__list_init(&p->to_post);
   qorb__list_init(&p->done_ops);
   qorb__list_init(&p->backends);
   p->cops = connector->ops;
@@ -1757,7 +1821,7 @@ int qorb_pool_close(qorb_pool_t *p, qorb_close_cb cb, void *arg) {
   if (p == NULL) return QORB_EINVAL;
   pthread_mutex_lock(&p->mu);
   if (p->close_requested) {
-    pthread_mutex_unlock(&p->mu);
+    pool_unlock(p);
     return QORB_EBUSY;
   }
   p->close_requested = 1;
@@ -1766,7 +1830,7 @@ int qorb_pool_close(qorb_pool_t *p, qorb_close_cb cb, void *arg) {
   atomic_store(&p->closing, 1);
   on_own_thread = p->own_loop && pthread_equal(pthread_self(), p->thread);
   if (on_own_thread) p->detach_on_finish = 1;
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
 
   if (!p->own_loop) {
     /* On the loop's thread: keep the loop alive until closing has finished. */
@@ -1887,7 +1951,7 @@ int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
              st->backend_size < sizeof(bs) ? st->backend_size : sizeof(bs));
     nb++;
   }
-  pthread_mutex_unlock(&p->mu);
+  pool_unlock(p);
   memcpy(st, &out, st->size < sizeof(out) ? st->size : sizeof(out));
   if (n != NULL) *n = nb;
   return 0;

@@ -12,6 +12,7 @@
 
 #include <ev.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 
 #include "internal.h"
@@ -129,8 +130,8 @@ typedef struct qorb__waiter {
   uint64_t id;
   const char *file;
   int line;
-  /* blocking */
-  pthread_cond_t cond;
+  /* blocking: posted after the giver has dropped mu */
+  sem_t sem;
   /* asynchronous */
   qorb_claim_cb cb;
   void *arg;
@@ -168,6 +169,7 @@ struct qorb_pool {
   qorb__list_t to_arm;           /* [mu] async waiters needing a timer */
   qorb__list_t released;         /* [mu] slots released to the loop */
   qorb__list_t free_waiters;     /* [mu] reusable async waiter records */
+  qorb__list_t to_post;          /* [mu] blocking waiters to wake on unlock */
   uint64_t next_id;              /* [mu] */
   int grow_wanted;               /* [mu] a claim missed */
   int close_requested;           /* [mu] */
