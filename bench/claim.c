@@ -37,29 +37,14 @@
 #include "qorb/resolver.h"
 #include "qorb/static.h"
 
+#include "bench_common.h"
+
 #define MAX_LIST 16          /* entries in --threads / --pools */
 #define MAX_THREADS 256
 #define MAX_POOL 4096
 #define SAMPLE_MASK 63u      /* time one cycle in 64 */
 #define ASYNC_BATCH 256      /* claimant steps per loop iteration */
 #define CACHELINE 64
-
-/* ------------------------------------------------------------------------ */
-/* Time                                                                      */
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ns(uint64_t ns) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)(ns / 1000000000u);
-  ts.tv_nsec = (long)(ns % 1000000000u);
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
 
 /* ------------------------------------------------------------------------ */
 /* The mock connection and connector                                         */
@@ -335,16 +320,16 @@ static inline __attribute__((always_inline)) void worker_loop(worker_t *w,
   uint64_t i = 0, done = 0;
   while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
     if ((i++ & SAMPLE_MASK) == 0) {
-      uint64_t t0 = now_ns(), dt;
+      uint64_t t0 = bench_now_ns(), dt;
       if (cycle(r, mode, pm) == 0) done++;
-      dt = now_ns() - t0;
+      dt = bench_now_ns() - t0;
       pm->samples[pm->nsamples++ % pm->cap] =
           dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
     } else if (cycle(r, mode, pm) == 0) {
       done++;
     }
   }
-  w->end_ns = now_ns();
+  w->end_ns = bench_now_ns();
   w->round_cycles = done;
   pm->cycles += done;
 }
@@ -464,8 +449,8 @@ static int run_point(qorb_pool_t *pool, floor_list_t *floor,
       r->mode = (int)mode;
       atomic_store(&r->stop, 0);
       pthread_barrier_wait(&r->start);
-      t0 = now_ns();
-      sleep_ns(round_ns);
+      t0 = bench_now_ns();
+      bench_sleep_ns(round_ns);
       atomic_store(&r->stop, 1);
       pthread_barrier_wait(&r->end);
       for (i = 0; i < nthreads; i++) {
@@ -573,20 +558,6 @@ static int pool_idle(qorb_pool_t *pool, unsigned *idle, unsigned *claimed) {
   return 0;
 }
 
-/* Poll the stats until `m` slots are idle, at most `timeout_ns`. */
-static int wait_idle_threads(qorb_pool_t *pool, unsigned m,
-                             uint64_t timeout_ns) {
-  uint64_t deadline = now_ns() + timeout_ns;
-  unsigned idle = 0;
-  while (now_ns() < deadline) {
-    if (pool_idle(pool, &idle, NULL) == 0 && idle >= m) return 0;
-    sleep_ns(1000000);
-  }
-  fprintf(stderr, "claim: only %u of %u slots idle after %.1f s\n", idle, m,
-          (double)timeout_ns / 1e9);
-  return -1;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Async mode: one loop, K interleaved claimants                             */
 
@@ -655,7 +626,7 @@ static void async_claimed(qorb_pool_t *pool, int status, qorb_claim_t *claim,
   ar->w.cycles++;
   if (c->timed) {
     /* A sampled turn that had to wait: its latency runs to here. */
-    uint64_t dt = now_ns() - c->t0;
+    uint64_t dt = bench_now_ns() - c->t0;
     ar->w.samples[ar->w.nsamples++ % ar->w.cap] =
         dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
     c->timed = 0;
@@ -706,9 +677,9 @@ static void async_drive(struct ev_loop *loop, ev_idle *w, int revents) {
     }
     skipped = 0;
     if ((ar->steps++ & SAMPLE_MASK) == 0) {
-      uint64_t t0 = now_ns(), dt;
+      uint64_t t0 = bench_now_ns(), dt;
       int rc = async_step(ar, c);
-      dt = now_ns() - t0;
+      dt = bench_now_ns() - t0;
       if (rc == 0) {
         ar->w.cycles++;
         ar->w.samples[ar->w.nsamples++ % ar->w.cap] =
@@ -727,7 +698,7 @@ static void async_stop(struct ev_loop *loop, ev_timer *w, int revents) {
   async_run_t *ar = w->data;
   (void)revents;
   ar->stop = 1;
-  ar->end_ns = now_ns();
+  ar->end_ns = bench_now_ns();
   ev_idle_stop(loop, &ar->drive);
   ev_break(loop, EVBREAK_ONE);
 }
@@ -738,7 +709,7 @@ static void async_tick(struct ev_loop *loop, ev_timer *w, int revents) {
   if (ar->pred(ar)) {
     ar->pred_ok = 1;
     ev_break(loop, EVBREAK_ONE);
-  } else if (now_ns() >= ar->deadline) {
+  } else if (bench_now_ns() >= ar->deadline) {
     ev_break(loop, EVBREAK_ONE);
   }
 }
@@ -749,18 +720,13 @@ static int run_until(async_run_t *ar, int (*pred)(async_run_t *),
   if (pred(ar)) return 0;
   ar->pred = pred;
   ar->pred_ok = 0;
-  ar->deadline = now_ns() + (uint64_t)(seconds * 1e9);
+  ar->deadline = bench_now_ns() + (uint64_t)(seconds * 1e9);
   ev_timer_init(&ar->tick, async_tick, 0.001, 0.001);
   ar->tick.data = ar;
   ev_timer_start(ar->loop, &ar->tick);
   ev_run(ar->loop, 0);
   ev_timer_stop(ar->loop, &ar->tick);
   return ar->pred_ok ? 0 : -1;
-}
-
-static int pred_all_idle(async_run_t *ar) {
-  unsigned idle = 0;
-  return pool_idle(ar->pool, &idle, NULL) == 0 && idle >= ar->m;
 }
 
 static int pred_none_waiting(async_run_t *ar) { return ar->nwaiting == 0; }
@@ -793,10 +759,8 @@ static int run_async(unsigned m, unsigned k, double seconds, unsigned rounds,
   if (ar.loop == NULL || ar.cl == NULL || ar.w.samples == NULL) goto out;
   for (i = 0; i < k; i++) ar.cl[i].ar = &ar;
   if (make_pool(&ar.pool, ar.loop, m, mctx) != 0) goto out;
-  if (run_until(&ar, pred_all_idle, 10.0) != 0) {
-    fprintf(stderr, "claim: async pool: slots not idle after 10 s\n");
+  if (bench_wait_idle("claim: async", ar.pool, m, 10000, ar.loop) != 0)
     goto close;
-  }
 
   ev_idle_init(&ar.drive, async_drive);
   ar.drive.data = &ar;
@@ -808,7 +772,7 @@ static int run_async(unsigned m, unsigned k, double seconds, unsigned rounds,
     ar.stop = 0;
     ev_timer_set(&ar.stop_timer, seconds / rounds, 0.);
     ev_now_update(ar.loop);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     ev_idle_start(ar.loop, &ar.drive);
     ev_timer_start(ar.loop, &ar.stop_timer);
     ev_run(ar.loop, 0);
@@ -816,7 +780,7 @@ static int run_async(unsigned m, unsigned k, double seconds, unsigned rounds,
     ev_idle_stop(ar.loop, &ar.drive);
     if (!ar.stop) { /* ev_run returned for another reason */
       ar.stop = 1;
-      ar.end_ns = now_ns();
+      ar.end_ns = bench_now_ns();
     }
     ops[round] = ar.end_ns > t0 ? (double)(ar.w.cycles - c0) * 1e9 /
                                       (double)(ar.end_ns - t0)
@@ -858,24 +822,6 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Options and main                                                          */
 
-static int parse_list(const char *s, unsigned *out, unsigned *n,
-                      unsigned max_value) {
-  char *end;
-  *n = 0;
-  while (*s) {
-    unsigned long v;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (end == s || errno || v == 0 || v > max_value || *n == MAX_LIST)
-      return -1;
-    out[(*n)++] = (unsigned)v;
-    s = end;
-    if (*s == ',') s++;
-    else if (*s) return -1;
-  }
-  return *n ? 0 : -1;
-}
-
 static void usage(FILE *f) {
   fprintf(f,
           "usage: claim [--seconds S] [--threads 1,2,4,8,16,32] "
@@ -898,7 +844,7 @@ static uint64_t clock_overhead(void) {
   uint32_t s[1001];
   unsigned i;
   for (i = 0; i < 1001; i++) {
-    uint64_t a = now_ns(), b = now_ns();
+    uint64_t a = bench_now_ns(), b = bench_now_ns();
     s[i] = (uint32_t)(b - a);
   }
   qsort(s, 1001, sizeof(s[0]), cmp_u32);
@@ -932,13 +878,13 @@ int main(int argc, char **argv) {
       }
       i++;
     } else if (strcmp(a, "--threads") == 0 && v) {
-      if (parse_list(v, threads, &nthreads, MAX_THREADS) != 0) {
+      if (bench_parse_list(v, threads, MAX_LIST, MAX_THREADS, &nthreads) != 0) {
         fprintf(stderr, "claim: bad --threads list (1..%d)\n", MAX_THREADS);
         return 2;
       }
       i++;
     } else if (strcmp(a, "--pools") == 0 && v) {
-      if (parse_list(v, pools, &npools, MAX_POOL) != 0) {
+      if (bench_parse_list(v, pools, MAX_LIST, MAX_POOL, &npools) != 0) {
         fprintf(stderr, "claim: bad --pools list (1..%d)\n", MAX_POOL);
         return 2;
       }
@@ -955,7 +901,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--rounds") == 0 && v) {
       unsigned n;
       unsigned list[MAX_LIST];
-      if (parse_list(v, list, &n, MAX_ROUNDS) != 0 || n != 1) {
+      if (bench_parse_list(v, list, MAX_LIST, MAX_ROUNDS, &n) != 0 || n != 1) {
         fprintf(stderr, "claim: bad --rounds (1..%d)\n", MAX_ROUNDS);
         return 2;
       }
@@ -968,7 +914,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--claimants") == 0 && v) {
       unsigned n;
       unsigned list[MAX_LIST];
-      if (parse_list(v, list, &n, MAX_POOL) != 0 || n != 1) {
+      if (bench_parse_list(v, list, MAX_LIST, MAX_POOL, &n) != 0 || n != 1) {
         fprintf(stderr, "claim: bad --claimants\n");
         return 2;
       }
@@ -1003,7 +949,7 @@ int main(int argc, char **argv) {
     atomic_init(&mctx.closed, 0u);
     if (do_threads) {
       if (make_pool(&pool, NULL, m, &mctx) != 0 ||
-          wait_idle_threads(pool, m, 10000000000ull) != 0) {
+          bench_wait_idle("claim", pool, m, 10000, NULL) != 0) {
         failed = 1;
         if (pool) qorb_pool_close(pool, NULL, NULL);
         pool = NULL;

@@ -23,6 +23,28 @@
 # core sources see them. It registers the test with ctest under the same name,
 # run from the test's build directory.
 #
+#   qorb_add_server_suite(NAME pg          # suite name: labels integration;pg,
+#                                          # fixture/lock pg_servers
+#     SCRIPT pg_servers.sh                 # server script (this directory)
+#     TESTLIB qorb_pg_testlib              # the suite's helper library ...
+#     SOURCES pg_testlib.c                 # ... built from these
+#     DEFINE_PREFIX PGT                    # PGT_SERVERS_SH, PGT_TESTBED
+#     LINK qorb-pg_static PkgConfig::CMOCKA # the helper library's libraries
+#     TESTS test_pg_connect test_pg_threads:threads  # NAME[:label,...]
+#     [TIMEOUT 180]                        # per test; default 300
+#     [FIXTURE_TIMEOUT 180])               # server start/stop; default 120
+#
+# declares the integration tests of one connector against servers that
+# SCRIPT starts in <build dir>/testbed: the ctest fixture NAME_servers
+# (tests NAME_servers_start, `sh SCRIPT TESTBED setup`, before and
+# NAME_servers_stop, `... cleanup`, after, whatever happened in between),
+# the helper library (linked with qorb_test_support, so the suite can use
+# tests/support/itest.h; the script and test bed paths come as the
+# DEFINE_PREFIX_SERVERS_SH and DEFINE_PREFIX_TESTBED definitions) and one
+# test per TESTS entry whose NAME.c exists, each holding the RESOURCE_LOCK
+# NAME_servers (the tests share, stop and restart the servers, so they run
+# one at a time).
+#
 # Label convention (ctest -L):
 #   unit         fast tests with the fake connector/resolver, no servers
 #   oom          allocation-failure sweeps
@@ -85,4 +107,69 @@ function(qorb_add_unit_test)
   if(A_RUN_SERIAL)
     set_tests_properties(${A_NAME} PROPERTIES RUN_SERIAL TRUE)
   endif()
+endfunction()
+
+function(qorb_add_server_suite)
+  cmake_parse_arguments(PARSE_ARGV 0 A ""
+    "NAME;SCRIPT;TESTLIB;DEFINE_PREFIX;TIMEOUT;FIXTURE_TIMEOUT"
+    "SOURCES;LINK;TESTS")
+  foreach(_req NAME SCRIPT TESTLIB SOURCES DEFINE_PREFIX)
+    if(NOT A_${_req})
+      message(FATAL_ERROR "qorb_add_server_suite: ${_req} is required")
+    endif()
+  endforeach()
+  if(A_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "qorb_add_server_suite(${A_NAME}): unknown arguments: ${A_UNPARSED_ARGUMENTS}")
+  endif()
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  if(NOT A_FIXTURE_TIMEOUT)
+    set(A_FIXTURE_TIMEOUT 120)
+  endif()
+
+  set(_script "${CMAKE_CURRENT_SOURCE_DIR}/${A_SCRIPT}")
+  set(_testbed "${CMAKE_CURRENT_BINARY_DIR}/testbed")
+  set(_fixture "${A_NAME}_servers")
+  set(_labels integration ${A_NAME})
+
+  add_library(${A_TESTLIB} STATIC ${A_SOURCES})
+  target_compile_definitions(${A_TESTLIB} PUBLIC
+    ${A_DEFINE_PREFIX}_SERVERS_SH="${_script}"
+    ${A_DEFINE_PREFIX}_TESTBED="${_testbed}")
+  target_include_directories(${A_TESTLIB} PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}")
+  target_link_libraries(${A_TESTLIB} PUBLIC ${A_LINK})
+  if(TARGET qorb_test_support)
+    target_link_libraries(${A_TESTLIB} PUBLIC qorb_test_support)
+  endif()
+
+  add_test(NAME ${_fixture}_start COMMAND sh "${_script}" "${_testbed}" setup)
+  add_test(NAME ${_fixture}_stop COMMAND sh "${_script}" "${_testbed}" cleanup)
+  set_tests_properties(${_fixture}_start PROPERTIES
+    FIXTURES_SETUP ${_fixture} LABELS "${_labels}"
+    RESOURCE_LOCK ${_fixture} TIMEOUT ${A_FIXTURE_TIMEOUT})
+  set_tests_properties(${_fixture}_stop PROPERTIES
+    FIXTURES_CLEANUP ${_fixture} LABELS "${_labels}"
+    RESOURCE_LOCK ${_fixture} TIMEOUT ${A_FIXTURE_TIMEOUT})
+
+  foreach(_t IN LISTS A_TESTS)
+    string(REPLACE ":" ";" _t "${_t}")
+    list(GET _t 0 _name)
+    set(_extra "")
+    list(LENGTH _t _n)
+    if(_n GREATER 1)
+      list(GET _t 1 _extra)
+      string(REPLACE "," ";" _extra "${_extra}")
+    endif()
+    if(NOT EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/${_name}.c")
+      continue()
+    endif()
+    qorb_add_unit_test(NAME ${_name}
+      SOURCES ${_name}.c
+      LABELS ${_labels} ${_extra}
+      DEPS ${A_TESTLIB} ${A_LINK}
+      RESOURCE_LOCK ${_fixture}
+      FIXTURES_REQUIRED ${_fixture}
+      TIMEOUT ${A_TIMEOUT})
+  endforeach()
 endfunction()

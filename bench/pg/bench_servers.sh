@@ -9,7 +9,9 @@
 #   bench_servers.sh DIR start [POOL]   initdb into DIR, start both
 #   bench_servers.sh DIR stop           stop both, remove DIR
 #
-# Both refuse to run as root: as root, they run as the postgres user.
+# Both refuse to run as root: as root, they run as the postgres user. The
+# PostgreSQL helpers (finding the binaries, as_pg, pg_start) come from
+# tests/integration/pg/pg_lib.sh, shared with the integration tests.
 
 set -eu
 
@@ -20,40 +22,19 @@ HOST=127.0.0.2
 PGPORT=55438
 BOUNCERPORT=56432
 
-if [ -n "${QORB_PG_BIN:-}" ]; then
-  PGBIN=$QORB_PG_BIN
-elif [ -x /usr/lib/postgresql/15/bin/postgres ]; then
-  PGBIN=/usr/lib/postgresql/15/bin
-else
-  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-fi
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 
-if [ "$(id -u)" = 0 ]; then
-  as_pg() { runuser -u postgres -- "$@"; }
-else
-  as_pg() { "$@"; }
-fi
-
-alive() {
-  [ -r "/proc/$1/stat" ] || return 1
-  st=$(sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f1)
-  [ "$st" != Z ] && [ "$st" != X ]
-}
-
-wait_gone() {
-  i=0
-  while alive "$1" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-}
+# PGBIN, as_pg, pg_start, alive, wait_gone: shared with the integration
+# tests' pg_servers.sh.
+# shellcheck source=tests/integration/pg/pg_lib.sh
+. "$(dirname "$0")/../../tests/integration/pg/pg_lib.sh"
 
 case $CMD in
   start)
     mkdir -p "$DIR"
     [ "$(id -u)" = 0 ] && chown postgres "$DIR"
     as_pg "$PGBIN/initdb" -D "$DIR/data" -A trust -U postgres --no-sync >/dev/null
-    as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t 60 -s \
-      -o "-p $PGPORT -c listen_addresses=$HOST -c unix_socket_directories= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-      start
+    pg_start "$DIR/data" "$DIR/postgres.log" "$HOST" "$PGPORT"
     as_pg sh -c "cat > '$DIR/userlist.txt'" <<EOF
 "postgres" ""
 EOF

@@ -41,6 +41,8 @@
 #include <qorb/pg.h>
 #include <qorb/qorb.h>
 
+#include "bench_common.h"
+
 #ifndef PG_BENCH_SERVERS_SH
 #define PG_BENCH_SERVERS_SH "bench_servers.sh"
 #endif
@@ -50,8 +52,6 @@
 #define BOUNCER_PORT "56432"
 #define MAX_CLIENTS 64
 #define MAX_POINTS 8
-/* Latency histogram: 1 us buckets up to 50 ms, then one overflow bucket. */
-#define HBUCKETS 50000
 
 typedef enum path { P_DIRECT = 0, P_QORB_NONE, P_QORB_DISCARD, P_BOUNCER,
                     P_COUNT } path_t;
@@ -60,12 +60,6 @@ static const char *const path_name[P_COUNT] = {"direct", "qorb", "qorb",
                                                "pgbouncer"};
 static const char *const path_reset[P_COUNT] = {"none", "none", "discard",
                                                 "none"};
-
-typedef struct hist {
-  uint32_t b[HBUCKETS + 1];
-  uint64_t n;
-  uint64_t max_ns;
-} hist_t;
 
 typedef struct result {
   double tps;
@@ -79,9 +73,8 @@ struct point;
 
 typedef struct client {
   struct point *pt;
-  pthread_t tid;
   PGconn *conn; /* direct / pgbouncer */
-  hist_t *lat, *rel;
+  bench_hist_t *lat, *rel;
   uint64_t ops, errors;
   char first_error[160];
 } client_t;
@@ -90,9 +83,7 @@ typedef struct point {
   path_t path;
   unsigned nclients;
   qorb_pool_t *pool;
-  atomic_int ready;
-  atomic_int measuring;
-  atomic_int stop;
+  bench_run_t run;
   client_t clients[MAX_CLIENTS];
 } point_t;
 
@@ -101,44 +92,6 @@ static char bench_dir[256];
 static int servers_up;
 static double g_seconds = 3.0, g_warmup = 0.5;
 static unsigned g_pool = 8;
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void nap_ms(unsigned ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static void hist_add(hist_t *h, uint64_t ns) {
-  uint64_t us = ns / 1000;
-  h->b[us < HBUCKETS ? us : HBUCKETS]++;
-  h->n++;
-  if (ns > h->max_ns) h->max_ns = ns;
-}
-
-static void hist_merge(hist_t *into, const hist_t *h) {
-  size_t i;
-  for (i = 0; i <= HBUCKETS; i++) into->b[i] += h->b[i];
-  into->n += h->n;
-  if (h->max_ns > into->max_ns) into->max_ns = h->max_ns;
-}
-
-static double hist_pct(const hist_t *h, double pct) {
-  uint64_t want, seen = 0;
-  size_t i;
-  if (h->n == 0) return 0.0;
-  want = (uint64_t)((double)h->n * pct / 100.0);
-  if (want == 0) want = 1;
-  for (i = 0; i <= HBUCKETS; i++) {
-    seen += h->b[i];
-    if (seen >= want) return i < HBUCKETS ? (double)i + 0.5 : (double)h->max_ns / 1000.0;
-  }
-  return (double)h->max_ns / 1000.0;
-}
 
 static int servers(const char *cmd) {
   char line[768];
@@ -180,20 +133,18 @@ static void *client_main(void *arg) {
   point_t *pt = c->pt;
   int qorb = pt->path == P_QORB_NONE || pt->path == P_QORB_DISCARD;
   uint64_t i;
-  atomic_fetch_add(&pt->ready, 1);
+  bench_ready(&pt->run);
   /* Bounded by the stop flag and, as a backstop, by a count no run of a
      few seconds gets near. */
-  for (i = 0; i < 2000000000u && !atomic_load_explicit(&pt->stop,
-                                                       memory_order_relaxed);
-       i++) {
-    int measuring = atomic_load_explicit(&pt->measuring, memory_order_relaxed);
-    uint64_t t0 = now_ns(), t1, t2;
+  for (i = 0; i < 2000000000u && !bench_stopping(&pt->run); i++) {
+    int measuring = bench_measuring(&pt->run);
+    uint64_t t0 = bench_now_ns(), t1, t2;
     if (qorb) {
       qorb_claim_t *cl;
       int rc = qorb_pool_claim_wait(pt->pool, 10000, &cl);
       if (rc != 0) {
         client_error(c, "claim", qorb_strerror(rc));
-        nap_ms(1);
+        bench_nap_ms(1);
         continue;
       }
       if (select1(qorb_pg_conn(cl)) != 0) {
@@ -201,20 +152,21 @@ static void *client_main(void *arg) {
         qorb_release_broken(cl);
         continue;
       }
-      t1 = now_ns();
+      t1 = bench_now_ns();
       qorb_release(cl);
-      t2 = now_ns();
-      if (measuring) hist_add(c->rel, t2 - t1);
+      t2 = bench_now_ns();
+      if (measuring)
+        bench_hist_add(c->rel, t2 - t1);
     } else {
       if (select1(c->conn) != 0) {
         client_error(c, "query", PQerrorMessage(c->conn));
-        nap_ms(1);
+        bench_nap_ms(1);
         continue;
       }
-      t2 = now_ns();
+      t2 = bench_now_ns();
     }
     if (measuring) {
-      hist_add(c->lat, t2 - t0);
+      bench_hist_add(c->lat, t2 - t0);
       c->ops++;
     }
   }
@@ -227,9 +179,8 @@ static qorb_pool_t *make_pool(int discard) {
   qorb_resolver_t *r;
   qorb_connector_t *conn;
   qorb_pool_t *pool = NULL;
-  qorb_pool_stats_t st;
   char err[256];
-  int rc, i;
+  int rc;
 
   qorb_pg_options_init(&o);
   o.conninfo = "user=postgres dbname=postgres application_name=qorb_bench";
@@ -254,23 +205,15 @@ static qorb_pool_t *make_pool(int discard) {
     return NULL;
   }
   /* Measure a full pool: wait (bounded) until every slot is idle. */
-  for (i = 0; i < 1000; i++) {
-    qorb_pool_stats_init(&st);
-    qorb_pool_stats(pool, &st, NULL, 0, NULL);
-    if (st.idle >= g_pool) break;
-    nap_ms(10);
-  }
-  if (st.idle < g_pool)
-    fprintf(stderr, "pg_bench: only %u of %u connections idle\n", st.idle,
-            g_pool);
+  bench_wait_idle("pg_bench", pool, g_pool, 10000, NULL);
   return pool;
 }
 
 static int run_point(path_t path, unsigned nclients, result_t *res) {
   point_t *pt = calloc(1, sizeof(*pt));
-  hist_t *lat = calloc(1, sizeof(*lat)), *rel = calloc(1, sizeof(*rel));
-  unsigned i, started = 0;
-  uint64_t t_start = 0, t_end = 0, ops = 0, errors = 0;
+  bench_hist_t *lat = calloc(1, sizeof(*lat)), *rel = calloc(1, sizeof(*rel));
+  unsigned i;
+  uint64_t window_ns = 0, ops = 0, errors = 0;
   const char *first_error = NULL;
   int rc = -1;
 
@@ -285,8 +228,8 @@ static int run_point(path_t path, unsigned nclients, result_t *res) {
   for (i = 0; i < nclients; i++) {
     client_t *c = &pt->clients[i];
     c->pt = pt;
-    c->lat = calloc(1, sizeof(hist_t));
-    c->rel = calloc(1, sizeof(hist_t));
+    c->lat = calloc(1, sizeof(bench_hist_t));
+    c->rel = calloc(1, sizeof(bench_hist_t));
     if (!c->lat || !c->rel) goto join;
     if (path == P_DIRECT || path == P_BOUNCER) {
       c->conn = PQconnectdb(path == P_DIRECT
@@ -302,32 +245,17 @@ static int run_point(path_t path, unsigned nclients, result_t *res) {
       }
     }
   }
-  for (i = 0; i < nclients; i++) {
-    if (pthread_create(&pt->clients[i].tid, NULL, client_main,
-                       &pt->clients[i]) != 0)
-      break;
-    started++;
-  }
-  if (started < nclients) goto stop;
   /* Warm up (caches, PgBouncer's server connections), then measure. */
-  for (i = 0; i < 1000 && atomic_load(&pt->ready) < (int)nclients; i++)
-    nap_ms(1);
-  nap_ms((unsigned)(g_warmup * 1000));
-  t_start = now_ns();
-  atomic_store(&pt->measuring, 1);
-  while (!interrupted && now_ns() - t_start < (uint64_t)(g_seconds * 1e9))
-    nap_ms(20);
-  atomic_store(&pt->measuring, 0);
-  t_end = now_ns();
-  rc = 0;
-stop:
-  atomic_store(&pt->stop, 1);
-  for (i = 0; i < started; i++) pthread_join(pt->clients[i].tid, NULL);
+  rc = bench_run_threads(&pt->run, nclients, client_main, pt->clients,
+                         sizeof(pt->clients[0]), g_warmup, g_seconds,
+                         &interrupted, &window_ns);
 join:
   for (i = 0; i < nclients; i++) {
     client_t *c = &pt->clients[i];
-    if (c->lat) hist_merge(lat, c->lat);
-    if (c->rel) hist_merge(rel, c->rel);
+    if (c->lat)
+      bench_hist_merge(lat, c->lat);
+    if (c->rel)
+      bench_hist_merge(rel, c->rel);
     ops += c->ops;
     errors += c->errors;
     if (c->errors && !first_error) first_error = c->first_error;
@@ -338,11 +266,11 @@ join:
             (unsigned long long)errors, first_error);
   if (rc == 0) {
     res->ran = 1;
-    res->tps = (double)ops / ((double)(t_end - t_start) / 1e9);
-    res->p50_us = hist_pct(lat, 50);
-    res->p99_us = hist_pct(lat, 99);
-    res->rel_p50_us = hist_pct(rel, 50);
-    res->rel_p99_us = hist_pct(rel, 99);
+    res->tps = (double)ops / ((double)window_ns / 1e9);
+    res->p50_us = bench_hist_pct(lat, 50);
+    res->p99_us = bench_hist_pct(lat, 99);
+    res->rel_p50_us = bench_hist_pct(rel, 50);
+    res->rel_p99_us = bench_hist_pct(rel, 99);
     res->rel_max_us = (double)rel->max_ns / 1000.0;
     res->errors = errors;
   }
@@ -366,37 +294,26 @@ static void usage(void) {
           "(127.0.0.2:56432) in a folder under /tmp and stops them.\n");
 }
 
-static int parse_list(const char *s, unsigned *out, int cap) {
-  int n = 0;
-  char *end;
-  while (*s && n < cap) {
-    unsigned long v = strtoul(s, &end, 10);
-    if (end == s || v == 0 || v > MAX_CLIENTS) return -1;
-    out[n++] = (unsigned)v;
-    s = *end == ',' ? end + 1 : end;
-    if (*end && *end != ',') return -1;
-  }
-  return n;
-}
-
 int main(int argc, char **argv) {
-  unsigned clients[MAX_POINTS] = {1, 8, 32};
-  int nclients = 3, i, p, failed = 0;
+  unsigned clients[MAX_POINTS] = {1, 8, 32}, nclients = 3, i;
+  int p, failed = 0;
   result_t res[MAX_POINTS][P_COUNT];
   struct sigaction sa;
 
-  for (i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-      g_seconds = atof(argv[++i]);
+  for (p = 1; p < argc; p++) {
+    const char *v = p + 1 < argc ? argv[p + 1] : NULL;
+    if (strcmp(argv[p], "--seconds") == 0 && v) {
+      g_seconds = atof(argv[++p]);
       if (g_seconds < 0.05 || g_seconds > 60) return usage(), 2;
-    } else if (strcmp(argv[i], "--warmup") == 0 && i + 1 < argc) {
-      g_warmup = atof(argv[++i]);
+    } else if (strcmp(argv[p], "--warmup") == 0 && v) {
+      g_warmup = atof(argv[++p]);
       if (g_warmup < 0 || g_warmup > 10) return usage(), 2;
-    } else if (strcmp(argv[i], "--clients") == 0 && i + 1 < argc) {
-      nclients = parse_list(argv[++i], clients, MAX_POINTS);
-      if (nclients <= 0) return usage(), 2;
-    } else if (strcmp(argv[i], "--pool") == 0 && i + 1 < argc) {
-      g_pool = (unsigned)atoi(argv[++i]);
+    } else if (strcmp(argv[p], "--clients") == 0 && v) {
+      if (bench_parse_list(argv[++p], clients, MAX_POINTS, MAX_CLIENTS,
+                           &nclients) != 0)
+        return usage(), 2;
+    } else if (strcmp(argv[p], "--pool") == 0 && v) {
+      g_pool = (unsigned)atoi(argv[++p]);
       if (g_pool < 1 || g_pool > 64) return usage(), 2;
     } else {
       usage();

@@ -61,6 +61,8 @@
 #include <qorb/qorb.h>
 #include <qorb/redis.h>
 
+#include "bench_common.h"
+
 #define HOST "127.0.0.2"
 #define REDIS_PORT 56397
 #define PROXY_PORT 56380
@@ -69,7 +71,6 @@
 #define ASYNC_CLAIMANTS 32
 #define MAX_CLIENTS 64
 #define MAX_LIST 8
-#define HIST_US 20000 /* 1 us buckets up to 20 ms, then one overflow */
 
 enum path { P_DIRECT, P_QORB, P_QORB_NORESET, P_TWEMPROXY, P_COUNT };
 static const char *const path_names[P_COUNT] = {"direct", "qorb",
@@ -84,18 +85,6 @@ static const char *const op_names[OP_COUNT] = {"ping", "get"};
 static char workdir[256];
 static volatile pid_t redis_pid = -1, proxy_pid = -1;
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void nap_ms(unsigned ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* Stop one child: TERM, a bounded wait, then KILL. */
 static void stop_child(volatile pid_t *pid) {
   int i, status;
@@ -106,7 +95,7 @@ static void stop_child(volatile pid_t *pid) {
   kill(p, SIGTERM);
   for (i = 0; i < 100; i++) {
     if (waitpid(p, &status, WNOHANG) == p) break;
-    nap_ms(50);
+    bench_nap_ms(50);
   }
   if (i == 100) {
     kill(p, SIGKILL);
@@ -189,7 +178,7 @@ static int wait_ready(int port, const char *cmd) {
       if (r) freeReplyObject(r);
     }
     if (c) redisFree(c);
-    nap_ms(50);
+    bench_nap_ms(50);
   }
   return -1;
 }
@@ -261,42 +250,6 @@ static int start_servers(int with_proxy) {
 }
 
 /* ------------------------------------------------------------------------
- * Latency histograms
- * ------------------------------------------------------------------------ */
-
-typedef struct hist {
-  uint64_t n;
-  uint64_t max_ns;
-  uint32_t b[HIST_US + 1];
-} hist_t;
-
-static void hist_add(hist_t *h, uint64_t ns) {
-  uint64_t us = ns / 1000;
-  h->b[us < HIST_US ? us : HIST_US]++;
-  h->n++;
-  if (ns > h->max_ns) h->max_ns = ns;
-}
-
-static void hist_merge(hist_t *into, const hist_t *h) {
-  size_t i;
-  for (i = 0; i <= HIST_US; i++) into->b[i] += h->b[i];
-  into->n += h->n;
-  if (h->max_ns > into->max_ns) into->max_ns = h->max_ns;
-}
-
-static unsigned hist_pct(const hist_t *h, double q) {
-  uint64_t want = (uint64_t)((double)h->n * q), seen = 0;
-  size_t i;
-  if (h->n == 0) return 0;
-  if (want >= h->n) want = h->n - 1;
-  for (i = 0; i <= HIST_US; i++) {
-    seen += h->b[i];
-    if (seen > want) return (unsigned)i;
-  }
-  return HIST_US;
-}
-
-/* ------------------------------------------------------------------------
  * Threaded points
  * ------------------------------------------------------------------------ */
 
@@ -305,16 +258,14 @@ typedef struct point {
   enum op op;
   unsigned clients;
   qorb_pool_t *pool;
-  pthread_barrier_t start;
-  atomic_int stop;
+  bench_run_t run;
 } point_t;
 
 typedef struct worker {
-  pthread_t thread;
   point_t *pt;
   redisContext *c; /* direct and twemproxy */
   uint64_t ops, errors;
-  hist_t lat, rel;
+  bench_hist_t lat, rel;
 } worker_t;
 
 static int reply_ok(redisReply *r, enum op op) {
@@ -329,30 +280,37 @@ static void *worker_main(void *arg) {
   const char *cmd = pt->op == OP_PING ? "PING" : "GET bench:key";
   int qorb = pt->path == P_QORB || pt->path == P_QORB_NORESET;
 
-  pthread_barrier_wait(&pt->start);
-  while (!atomic_load_explicit(&pt->stop, memory_order_relaxed)) {
-    uint64_t t0 = now_ns(), t1;
+  bench_ready(&pt->run);
+  while (!bench_stopping(&pt->run)) {
+    int measuring = bench_measuring(&pt->run);
+    uint64_t t0 = bench_now_ns(), t1;
     redisReply *r;
     if (qorb) {
       qorb_claim_t *cl;
       int rc = qorb_pool_claim_wait(pt->pool, 5000, &cl);
       if (rc != 0) {
-        w->errors++;
+        if (measuring)
+          w->errors++;
         continue;
       }
       r = redisCommand(qorb_redis_ctx(cl), cmd);
-      if (!reply_ok(r, pt->op)) w->errors++;
+      if (!reply_ok(r, pt->op) && measuring)
+        w->errors++;
       if (r) freeReplyObject(r);
-      t1 = now_ns();
+      t1 = bench_now_ns();
       qorb_release(cl);
-      hist_add(&w->rel, now_ns() - t1);
+      if (measuring)
+        bench_hist_add(&w->rel, bench_now_ns() - t1);
     } else {
       r = redisCommand(w->c, cmd);
-      if (!reply_ok(r, pt->op)) w->errors++;
+      if (!reply_ok(r, pt->op) && measuring)
+        w->errors++;
       if (r) freeReplyObject(r);
     }
-    hist_add(&w->lat, now_ns() - t0);
-    w->ops++;
+    if (measuring) {
+      bench_hist_add(&w->lat, bench_now_ns() - t0);
+      w->ops++;
+    }
   }
   return NULL;
 }
@@ -389,23 +347,6 @@ static qorb_pool_t *make_pool(qorb_redis_recycle_t recycle,
   return pool;
 }
 
-/* Wait (bounded) until all POOL_SIZE slots are idle. */
-static int pool_warm(qorb_pool_t *pool, struct ev_loop *loop) {
-  uint64_t end = now_ns() + 10000000000ull;
-  while (now_ns() < end) {
-    qorb_pool_stats_t st;
-    qorb_pool_stats_init(&st);
-    qorb_pool_stats(pool, &st, NULL, 0, NULL);
-    if (st.idle >= POOL_SIZE) return 0;
-    if (loop != NULL)
-      ev_run(loop, EVRUN_ONCE);
-    else
-      nap_ms(10);
-  }
-  fprintf(stderr, "redis_bench: the pool did not fill up\n");
-  return -1;
-}
-
 typedef struct result {
   double ops_per_s;
   unsigned p50, p99;
@@ -426,20 +367,24 @@ static void print_result(const char *path, enum op op, unsigned clients,
 static int run_point(enum path path, enum op op, unsigned clients,
                      qorb_pool_t *pool, double seconds, result_t *out) {
   static worker_t workers[MAX_CLIENTS];
-  hist_t *lat = calloc(1, sizeof(hist_t)), *rel = calloc(1, sizeof(hist_t));
+  bench_hist_t *lat = calloc(1, sizeof(bench_hist_t));
+  bench_hist_t *rel = calloc(1, sizeof(bench_hist_t));
   point_t pt;
-  uint64_t t0, t1, ops = 0, errors = 0;
+  uint64_t window_ns = 0, ops = 0, errors = 0;
   unsigned i;
   int port = path == P_TWEMPROXY ? PROXY_PORT : REDIS_PORT;
 
   memset(out, 0, sizeof(*out));
-  if (lat == NULL || rel == NULL) return -1;
+  if (lat == NULL || rel == NULL) {
+    free(lat);
+    free(rel);
+    return -1;
+  }
   memset(&pt, 0, sizeof(pt));
   pt.path = path;
   pt.op = op;
   pt.clients = clients;
   pt.pool = pool;
-  pthread_barrier_init(&pt.start, NULL, clients + 1);
   for (i = 0; i < clients; i++) {
     worker_t *w = &workers[i];
     memset(w, 0, sizeof(*w));
@@ -455,34 +400,33 @@ static int run_point(enum path path, enum op op, unsigned clients,
       redisSetTimeout(w->c, tv);
     }
   }
-  for (i = 0; i < clients; i++)
-    pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
-  pthread_barrier_wait(&pt.start);
-  t0 = now_ns();
-  nap_ms((unsigned)(seconds * 1000));
-  atomic_store(&pt.stop, 1);
-  for (i = 0; i < clients; i++) pthread_join(workers[i].thread, NULL);
-  t1 = now_ns();
+  /* Every connection is made before the clocks start; no warm-up. */
+  if (bench_run_threads(&pt.run, clients, worker_main, workers,
+                        sizeof(workers[0]), 0.0, seconds, NULL,
+                        &window_ns) != 0) {
+    fprintf(stderr, "redis_bench: could not start %u threads\n", clients);
+    exit(1);
+  }
   for (i = 0; i < clients; i++) {
     worker_t *w = &workers[i];
     ops += w->ops;
     errors += w->errors;
-    hist_merge(lat, &w->lat);
-    hist_merge(rel, &w->rel);
+    bench_hist_merge(lat, &w->lat);
+    bench_hist_merge(rel, &w->rel);
     if (w->c) redisFree(w->c);
   }
-  pthread_barrier_destroy(&pt.start);
-  out->ops_per_s = (double)ops / ((double)(t1 - t0) / 1e9);
-  out->p50 = hist_pct(lat, 0.50);
-  out->p99 = hist_pct(lat, 0.99);
+  out->ops_per_s = (double)ops / ((double)window_ns / 1e9);
+  out->p50 = (unsigned)bench_hist_pct(lat, 50);
+  out->p99 = (unsigned)bench_hist_pct(lat, 99);
   out->errors = errors;
   out->valid = 1;
   print_result(path_names[path], op, clients, out);
   if (path == P_QORB || path == P_QORB_NORESET)
     printf("bench=redis-release path=%s op=%s clients=%u p50_us=%u "
            "p99_us=%u max_us=%llu\n",
-           path_names[path], op_names[op], clients, hist_pct(rel, 0.50),
-           hist_pct(rel, 0.99), (unsigned long long)(rel->max_ns / 1000));
+           path_names[path], op_names[op], clients,
+           (unsigned)bench_hist_pct(rel, 50), (unsigned)bench_hist_pct(rel, 99),
+           (unsigned long long)(rel->max_ns / 1000));
   free(lat);
   free(rel);
   return 0;
@@ -499,7 +443,7 @@ typedef struct async_run {
   int stopping;
   int active;
   uint64_t ops, errors;
-  hist_t *lat;
+  bench_hist_t *lat;
 } async_run_t;
 
 typedef struct claimant {
@@ -518,7 +462,7 @@ static void claimant_reply(redisAsyncContext *ac, void *r, void *privdata) {
   if (!reply_ok(r, run->op)) run->errors++;
   qorb_release(k->claim);
   k->claim = NULL;
-  hist_add(run->lat, now_ns() - k->t0);
+  bench_hist_add(run->lat, bench_now_ns() - k->t0);
   run->ops++;
   claimant_go(k);
 }
@@ -551,7 +495,7 @@ static void claimant_go(claimant_t *k) {
     run->active--;
     return;
   }
-  k->t0 = now_ns();
+  k->t0 = bench_now_ns();
   if (qorb_pool_claim(run->pool, 5000, claimant_claimed, k, NULL) != 0) {
     run->errors++;
     run->active--;
@@ -585,31 +529,34 @@ static int run_async(enum op op, qorb_redis_recycle_t recycle,
   memset(&run, 0, sizeof(run));
   run.loop = loop;
   run.op = op;
-  run.lat = calloc(1, sizeof(hist_t));
+  run.lat = calloc(1, sizeof(bench_hist_t));
   run.pool = make_pool(recycle, QORB_REDIS_ASYNC, loop);
-  if (run.pool == NULL || run.lat == NULL || pool_warm(run.pool, loop) != 0)
+  if (run.pool == NULL || run.lat == NULL ||
+      bench_wait_idle("redis_bench", run.pool, POOL_SIZE, 10000, loop) != 0)
     return -1;
   ev_timer_init(&stop, stop_cb, seconds, 0.);
   stop.data = &run;
   ev_timer_start(loop, &stop);
-  t0 = now_ns();
+  t0 = bench_now_ns();
   for (i = 0; i < ASYNC_CLAIMANTS; i++) {
     ks[i].run = &run;
     ks[i].claim = NULL;
     run.active++;
     claimant_go(&ks[i]);
   }
-  end = now_ns() + (uint64_t)((seconds + 10) * 1e9);
-  while (run.active > 0 && now_ns() < end) ev_run(loop, EVRUN_ONCE);
-  t1 = now_ns();
+  end = bench_now_ns() + (uint64_t)((seconds + 10) * 1e9);
+  while (run.active > 0 && bench_now_ns() < end)
+    ev_run(loop, EVRUN_ONCE);
+  t1 = bench_now_ns();
   ev_timer_stop(loop, &stop);
   qorb_pool_close(run.pool, closed_cb, &closed);
-  end = now_ns() + 10000000000ull;
-  while (!closed && now_ns() < end) ev_run(loop, EVRUN_ONCE);
+  end = bench_now_ns() + 10000000000ull;
+  while (!closed && bench_now_ns() < end)
+    ev_run(loop, EVRUN_ONCE);
   ev_loop_destroy(loop);
   out->ops_per_s = (double)run.ops / ((double)(t1 - t0) / 1e9);
-  out->p50 = hist_pct(run.lat, 0.50);
-  out->p99 = hist_pct(run.lat, 0.99);
+  out->p50 = (unsigned)bench_hist_pct(run.lat, 50);
+  out->p99 = (unsigned)bench_hist_pct(run.lat, 99);
   out->errors = run.errors;
   out->valid = 1;
   print_result(name, op, ASYNC_CLAIMANTS, out);
@@ -632,19 +579,6 @@ static void ratio(const char *what, enum op op, unsigned clients,
   printf("\n");
 }
 
-static int parse_list(const char *s, unsigned *out, unsigned *n) {
-  char buf[128], *t, *save = NULL;
-  *n = 0;
-  snprintf(buf, sizeof(buf), "%s", s);
-  for (t = strtok_r(buf, ",", &save); t && *n < MAX_LIST;
-       t = strtok_r(NULL, ",", &save)) {
-    long v = strtol(t, NULL, 10);
-    if (v < 1 || v > MAX_CLIENTS) return -1;
-    out[(*n)++] = (unsigned)v;
-  }
-  return *n > 0 ? 0 : -1;
-}
-
 int main(int argc, char **argv) {
   unsigned clients[MAX_LIST] = {1, 8, 32}, nclients = 3, ci;
   static result_t res[P_COUNT][OP_COUNT][MAX_LIST];
@@ -660,7 +594,8 @@ int main(int argc, char **argv) {
       seconds = atof(argv[++i]);
       if (seconds < 0.1 || seconds > 600) seconds = 2.0;
     } else if (strcmp(argv[i], "--clients") == 0 && i + 1 < argc) {
-      if (parse_list(argv[++i], clients, &nclients) != 0) {
+      if (bench_parse_list(argv[++i], clients, MAX_LIST, MAX_CLIENTS,
+                           &nclients) != 0) {
         fprintf(stderr, "redis_bench: bad --clients (1..%d, comma list)\n",
                 MAX_CLIENTS);
         return 2;
@@ -700,8 +635,9 @@ int main(int argc, char **argv) {
 
   pool = make_pool(QORB_REDIS_RECYCLE_AUTO, QORB_REDIS_BLOCKING, NULL);
   pool_noreset = make_pool(QORB_REDIS_RECYCLE_NONE, QORB_REDIS_BLOCKING, NULL);
-  if (pool == NULL || pool_noreset == NULL || pool_warm(pool, NULL) != 0 ||
-      pool_warm(pool_noreset, NULL) != 0)
+  if (pool == NULL || pool_noreset == NULL ||
+      bench_wait_idle("redis_bench", pool, POOL_SIZE, 10000, NULL) != 0 ||
+      bench_wait_idle("redis_bench", pool_noreset, POOL_SIZE, 10000, NULL) != 0)
     return 1;
 
   printf("# redis_bench: %.1f s per point; pool of %d; redis-server %s:%d%s\n",

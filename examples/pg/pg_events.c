@@ -18,13 +18,16 @@
  */
 #define _GNU_SOURCE
 #include <ev.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <qorb/pg.h>
 #include <qorb/qorb.h>
+
+#include "demo_common.h"
+
+#define PROG "qorb-pg-events"
 
 #define MAX_CONCURRENCY 256
 
@@ -50,17 +53,11 @@ struct service {
   request_t req[MAX_CONCURRENCY];
 };
 
-/* Why claims fail: libpq's text for each backend, from the pool's stats. */
+/* Why claims fail: libpq's text for each backend, in the pool's stats
+   (printed once). */
 static void show_reasons(service_t *s) {
-  qorb_backend_stats_t be[8];
-  qorb_pool_stats_t st;
-  size_t n = 0, i;
   if (s->reasons_shown++) return;
-  qorb_pool_stats_init(&st);
-  if (qorb_pool_stats(s->pool, &st, be, 8, &n) != 0) return;
-  for (i = 0; i < n && i < 8; i++)
-    if (be[i].last_error[0])
-      fprintf(stderr, "  %s: %s\n", be[i].addr.text, be[i].last_error);
+  demo_print_stats(stderr, s->pool, 0);
 }
 
 static void request_start(request_t *r);
@@ -182,51 +179,39 @@ static void request_start(request_t *r) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"backends", required_argument, NULL, 'b'},
-      {"conninfo", required_argument, NULL, 'c'},
-      {"concurrency", required_argument, NULL, 'n'},
-      {"requests", required_argument, NULL, 'r'},
-      {NULL, 0, NULL, 0}};
   const char *backends = "127.0.0.1:5432", *conninfo = "";
-  unsigned concurrency = 16, i;
-  qorb_resolver_t *resolver;
+  unsigned concurrency = 16, requests = 10000, i;
+  const demo_opt_t options[] = {
+      {"backends", 'b', "LIST", &backends, NULL, 0, 0, 0,
+       "PostgreSQL servers, numeric host:port list (default 127.0.0.1:5432)"},
+      {"conninfo", 'c', "STR", &conninfo, NULL, 0, 0, 0,
+       "libpq template without host/port (default \"\")"},
+      {"concurrency", 'n', "N", NULL, &concurrency, 1, MAX_CONCURRENCY, 0,
+       "requests in flight at once (default 16)"},
+      {"requests", 'r', "M", NULL, &requests, 0, 100000000, 0,
+       "requests in all (default 10000)"},
+  };
   qorb_connector_t *connector;
   qorb_pg_options_t pgo;
   qorb_policy_t policy;
   service_t *s;
   char err[256] = "";
-  int c, rc;
+  int rc;
 
+  if (demo_parse_args(PROG, argc, argv, options,
+                      sizeof(options) / sizeof(options[0])) != 0)
+    return 2;
   s = calloc(1, sizeof(*s));
   if (!s) return 1;
-  s->total = 10000;
-  while ((c = getopt_long(argc, argv, "b:c:n:r:", longopts, NULL)) != -1) {
-    switch (c) {
-      case 'b': backends = optarg; break;
-      case 'c': conninfo = optarg; break;
-      case 'n': concurrency = (unsigned)atoi(optarg); break;
-      case 'r': s->total = strtoul(optarg, NULL, 10); break;
-      default:
-        fprintf(stderr,
-                "usage: qorb-pg-events [--backends LIST] [--conninfo STR] "
-                "[--concurrency N] [--requests M]\n");
-        return 2;
-    }
-  }
-  if (concurrency < 1 || concurrency > MAX_CONCURRENCY) concurrency = 16;
-  if (s->total < concurrency) s->total = concurrency;
+  s->total = requests < concurrency ? concurrency : requests;
 
   s->loop = ev_default_loop(0);
-  if ((rc = qorb_static_resolver_new(&resolver, backends, err, sizeof(err)))) {
-    fprintf(stderr, "--backends: %s\n", err[0] ? err : qorb_strerror(rc));
-    return 1;
-  }
   qorb_pg_options_init(&pgo);
   pgo.conninfo = conninfo;
   if ((rc = qorb_pg_connector_new(&connector, &pgo, err, sizeof(err)))) {
-    fprintf(stderr, "--conninfo: %s\n", err[0] ? err : qorb_strerror(rc));
-    qorb_resolver_free(resolver);
+    fprintf(stderr, PROG ": --conninfo: %s\n",
+            err[0] ? err : qorb_strerror(rc));
+    free(s);
     return 1;
   }
   qorb_policy_init(&policy);
@@ -234,12 +219,9 @@ int main(int argc, char **argv) {
   policy.max_slots = 8;
   policy.spares_wanted = 4;
   /* Our loop, not a thread of the pool's: every callback runs here. */
-  rc = qorb_pool_new(&s->pool, s->loop, &policy, resolver, connector, err,
-                     sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "pool: %s %s\n", qorb_strerror(rc), err);
-    qorb_resolver_free(resolver);
-    qorb_connector_free(connector);
+  if (demo_pool_new(PROG, &s->pool, s->loop, backends, connector, &policy) !=
+      0) {
+    free(s);
     return 1;
   }
 

@@ -16,7 +16,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -26,6 +25,10 @@
 
 #include <qorb/pg.h>
 #include <qorb/qorb.h>
+
+#include "demo_common.h"
+
+#define PROG "qorb-pg-threads"
 
 typedef struct opts {
   const char *backends;
@@ -94,85 +97,50 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-static int make_pool(const opts_t *o) {
-  qorb_resolver_t *resolver = NULL;
+int main(int argc, char **argv) {
+  const demo_opt_t options[] = {
+      {"backends", 'b', "LIST", &g_opts.backends, NULL, 0, 0, 0,
+       "PostgreSQL servers, numeric host:port list (default 127.0.0.1:5432)"},
+      {"conninfo", 'c', "STR", &g_opts.conninfo, NULL, 0, 0, 0,
+       "libpq template without host/port (default \"\")"},
+      {"threads", 't', "N", NULL, &g_opts.threads, 1, 256, 0,
+       "worker threads (default 8)"},
+      {"requests", 'r', "M", NULL, &g_opts.requests, 0, 100000000, 0,
+       "requests per thread (default 1000)"},
+  };
   qorb_connector_t *connector = NULL;
   qorb_pg_options_t pgo;
   qorb_policy_t policy;
-  char err[256] = "";
-  int rc;
-
-  rc = qorb_static_resolver_new(&resolver, o->backends, err, sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "--backends: %s\n", err[0] ? err : qorb_strerror(rc));
-    return rc;
-  }
-  qorb_pg_options_init(&pgo);
-  pgo.conninfo = o->conninfo;
-  /* Malformed conninfo is caught here, with libpq's own message. */
-  rc = qorb_pg_connector_new(&connector, &pgo, err, sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "--conninfo: %s\n", err[0] ? err : qorb_strerror(rc));
-    qorb_resolver_free(resolver);
-    return rc;
-  }
-  qorb_policy_init(&policy);
-  policy.name = "pg-threads";
-  policy.max_slots = o->threads < 8 ? o->threads : 8;
-  policy.spares_wanted = policy.max_slots;
-  rc = qorb_pool_new(&pool, NULL, &policy, resolver, connector, err,
-                     sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "pool: %s %s\n", qorb_strerror(rc), err);
-    qorb_resolver_free(resolver);
-    qorb_connector_free(connector);
-  }
-  return rc;
-}
-
-static void print_backends(void) {
-  qorb_backend_stats_t be[16];
-  qorb_pool_stats_t st;
-  size_t n = 0, i;
-  qorb_pool_stats_init(&st);
-  if (qorb_pool_stats(pool, &st, be, 16, &n) != 0) return;
-  for (i = 0; i < n && i < 16; i++)
-    printf("  %-22s online=%d claims=%llu failures=%llu%s%s\n",
-           be[i].addr.text, be[i].online, (unsigned long long)be[i].claims,
-           (unsigned long long)be[i].failures,
-           be[i].last_error[0] ? " last_error=" : "", be[i].last_error);
-}
-
-int main(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"backends", required_argument, NULL, 'b'},
-      {"conninfo", required_argument, NULL, 'c'},
-      {"threads", required_argument, NULL, 't'},
-      {"requests", required_argument, NULL, 'r'},
-      {NULL, 0, NULL, 0}};
   pthread_t tids[256];
+  char err[256] = "";
   unsigned i, started = 0;
-  int c;
+  int rc;
 
   g_opts.backends = "127.0.0.1:5432";
   g_opts.conninfo = "";
   g_opts.threads = 8;
   g_opts.requests = 1000;
-  while ((c = getopt_long(argc, argv, "b:c:t:r:", longopts, NULL)) != -1) {
-    switch (c) {
-      case 'b': g_opts.backends = optarg; break;
-      case 'c': g_opts.conninfo = optarg; break;
-      case 't': g_opts.threads = (unsigned)atoi(optarg); break;
-      case 'r': g_opts.requests = (unsigned)atoi(optarg); break;
-      default:
-        fprintf(stderr,
-                "usage: qorb-pg-threads [--backends LIST] [--conninfo STR] "
-                "[--threads N] [--requests M]\n");
-        return 2;
-    }
+  if (demo_parse_args(PROG, argc, argv, options,
+                      sizeof(options) / sizeof(options[0])) != 0)
+    return 2;
+
+  qorb_pg_options_init(&pgo);
+  pgo.conninfo = g_opts.conninfo;
+  /* Malformed conninfo is caught here, with libpq's own message. */
+  rc = qorb_pg_connector_new(&connector, &pgo, err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, PROG ": --conninfo: %s\n",
+            err[0] ? err : qorb_strerror(rc));
+    return 1;
   }
-  if (g_opts.threads < 1 || g_opts.threads > 256) g_opts.threads = 8;
-  if (make_pool(&g_opts) != 0) return 1;
+  qorb_policy_init(&policy);
+  policy.name = "pg-threads";
+  policy.max_slots = g_opts.threads < 8 ? g_opts.threads : 8;
+  policy.spares_wanted = policy.max_slots;
+  /* loop NULL: the pool runs on a thread of its own. */
+  if (demo_pool_new(PROG, &pool, NULL, g_opts.backends, connector, &policy) !=
+      0)
+    return 1;
 
   for (i = 0; i < g_opts.threads; i++) {
     if (pthread_create(&tids[i], NULL, worker_main, (void *)(uintptr_t)i))
@@ -184,7 +152,7 @@ int main(int argc, char **argv) {
   printf("%lu requests served, %lu failed, %u threads\n",
          (unsigned long)atomic_load(&served),
          (unsigned long)atomic_load(&failed), started);
-  print_backends();
+  demo_print_stats(stdout, pool, 0);
   /* Blocks until every claim is back and the pool's thread is joined. */
   qorb_pool_close(pool, NULL, NULL);
   return atomic_load(&failed) == 0 ? 0 : 1;

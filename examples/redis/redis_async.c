@@ -26,6 +26,10 @@
 #include <qorb/qorb.h>
 #include <qorb/redis.h>
 
+#include "demo_common.h"
+
+#define PROG "qorb-redis-async"
+
 typedef struct app {
   qorb_pool_t *pool;
   unsigned to_start; /* requests not started yet */
@@ -121,7 +125,6 @@ int main(int argc, char **argv) {
   struct ev_loop *loop = EV_DEFAULT;
   qorb_redis_options_t opts;
   qorb_connector_t *connector = NULL;
-  qorb_resolver_t *resolver = NULL;
   qorb_policy_t policy;
   app_t app = {NULL, 0, 0, 0, 0};
   char err[256] = "";
@@ -136,13 +139,7 @@ int main(int argc, char **argv) {
   opts.client_name = "qorb-example-async";
   rc = qorb_redis_connector_new(&connector, &opts, err, sizeof(err));
   if (rc != 0) {
-    fprintf(stderr, "connector: %s: %s\n", qorb_strerror(rc), err);
-    return 1;
-  }
-  rc = qorb_static_resolver_new(&resolver, backends, err, sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "backends: %s: %s\n", qorb_strerror(rc), err);
-    qorb_connector_free(connector);
+    fprintf(stderr, PROG ": connector: %s: %s\n", qorb_strerror(rc), err);
     return 1;
   }
   qorb_policy_init(&policy);
@@ -150,14 +147,8 @@ int main(int argc, char **argv) {
   policy.max_slots = 8;
   /* Our loop: call qorb_pool_new() on its thread, before or while it
    * runs. */
-  rc = qorb_pool_new(&app.pool, loop, &policy, resolver, connector, err,
-                     sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "pool: %s %s\n", qorb_strerror(rc), err);
-    qorb_resolver_free(resolver);
-    qorb_connector_free(connector);
+  if (demo_pool_new(PROG, &app.pool, loop, backends, connector, &policy) != 0)
     return 1;
-  }
 
   app.to_start = requests;
   for (i = 0; i < concurrency && app.to_start > 0; i++) next_request(&app);

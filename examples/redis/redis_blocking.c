@@ -24,6 +24,10 @@
 #include <qorb/qorb.h>
 #include <qorb/redis.h>
 
+#include "demo_common.h"
+
+#define PROG "qorb-redis-blocking"
+
 typedef struct worker {
   pthread_t thread;
   qorb_pool_t *pool;
@@ -74,7 +78,6 @@ int main(int argc, char **argv) {
   unsigned requests = argc > 3 ? (unsigned)atoi(argv[3]) : 1000;
   qorb_redis_options_t opts;
   qorb_connector_t *connector = NULL;
-  qorb_resolver_t *resolver = NULL;
   qorb_policy_t policy;
   qorb_pool_t *pool = NULL;
   worker_t *workers;
@@ -94,26 +97,15 @@ int main(int argc, char **argv) {
   /* opts.password = "..."; opts.user = "..."; opts.database = 1; */
   rc = qorb_redis_connector_new(&connector, &opts, err, sizeof(err));
   if (rc != 0) {
-    fprintf(stderr, "connector: %s: %s\n", qorb_strerror(rc), err);
-    return 1;
-  }
-  rc = qorb_static_resolver_new(&resolver, backends, err, sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "backends: %s: %s\n", qorb_strerror(rc), err);
-    qorb_connector_free(connector);
+    fprintf(stderr, PROG ": connector: %s: %s\n", qorb_strerror(rc), err);
     return 1;
   }
   qorb_policy_init(&policy);
   policy.name = "redis-example";
   policy.max_slots = 8;
-  rc = qorb_pool_new(&pool, NULL, &policy, resolver, connector, err,
-                     sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "pool: %s %s\n", qorb_strerror(rc), err);
-    qorb_resolver_free(resolver); /* still ours when qorb_pool_new fails */
-    qorb_connector_free(connector);
+  /* loop NULL: the pool runs its own loop thread. */
+  if (demo_pool_new(PROG, &pool, NULL, backends, connector, &policy) != 0)
     return 1;
-  }
 
   workers = calloc(threads, sizeof(*workers));
   if (workers == NULL) return 1;

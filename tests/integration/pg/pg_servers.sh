@@ -24,9 +24,10 @@
 # for qorb-test.invalid (copied to ROOT/server.crt).
 #
 # PostgreSQL refuses to run as root: as root, everything runs as the
-# postgres user (runuser); as another user, as that user. If the postgres
-# user cannot reach ROOT, the data goes to a folder under /tmp that ROOT
-# points to (ROOT/datadir).
+# postgres user (runuser); as another user, as that user (as_pg, from
+# pg_lib.sh, which bench/pg/bench_servers.sh shares). If the postgres user
+# cannot reach ROOT, the data goes to a folder under /tmp that ROOT points
+# to (ROOT/datadir).
 
 set -eu
 
@@ -34,22 +35,9 @@ ROOT=${1:?usage: pg_servers.sh ROOT COMMAND [NAME]}
 CMD=${2:?usage: pg_servers.sh ROOT COMMAND [NAME]}
 NAME=${3:-}
 
-if [ -n "${QORB_PG_BIN:-}" ]; then
-  PGBIN=$QORB_PG_BIN
-elif [ -x /usr/lib/postgresql/15/bin/postgres ]; then
-  PGBIN=/usr/lib/postgresql/15/bin
-else
-  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$PGBIN" ] || PGBIN=$(pg_config --bindir)
-fi
-
-if [ "$(id -u)" = 0 ]; then
-  as_pg() { runuser -u postgres -- "$@"; }
-  PGUSER_OS=postgres
-else
-  as_pg() { "$@"; }
-  PGUSER_OS=$(id -un)
-fi
+# PGBIN, as_pg, PGUSER_OS, pg_start, alive, wait_gone.
+# shellcheck source=tests/integration/pg/pg_lib.sh
+. "$(dirname "$0")/pg_lib.sh"
 
 die() { echo "pg_servers.sh: $*" >&2; exit 1; }
 
@@ -115,17 +103,8 @@ start() {
   [ -d "$d" ] || die "no data for server $name"
   if running "$name"; then return 0; fi
   rm -f "$d/postmaster.pid"
-  # -w waits until it accepts connections (for a standby: hot standby).
-  as_pg "$PGBIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 -s \
-    -o "-p $port -c listen_addresses=$host -c unix_socket_directories= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-    start || { tail -n 20 "$d/server.log" >&2; die "server $name did not start"; }
-}
-
-# Is the process alive (a zombie is not: nobody may reap it here)?
-alive() {
-  [ -r "/proc/$1/stat" ] || return 1
-  st=$(sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f1)
-  [ "$st" != Z ] && [ "$st" != X ]
+  pg_start "$d" "$d/server.log" "$host" "$port" ||
+    { tail -n 20 "$d/server.log" >&2; die "server $name did not start"; }
 }
 
 stop() {
@@ -141,10 +120,7 @@ stop() {
   fi
   # pg_ctl returns when the pid file is gone; wait for the processes too,
   # so that nothing is left running when the fixture ends.
-  for k in $kids; do
-    i=0
-    while alive "$k" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-  done
+  for k in $kids; do wait_gone "$k"; done
 }
 
 freeze() {

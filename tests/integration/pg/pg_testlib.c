@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 
@@ -24,47 +23,20 @@
 #endif
 
 int pgt_servers(const char *args) {
-  char cmd[1024];
-  int rc;
-  snprintf(cmd, sizeof(cmd), "sh '%s' '%s' %s", PGT_SERVERS_SH, PGT_TESTBED,
-           args);
-  rc = system(cmd);
-  if (rc != 0) fprintf(stderr, "pgt_servers: '%s' failed (%d)\n", args, rc);
-  return rc;
+  return itest_script(PGT_SERVERS_SH, PGT_TESTBED, args);
 }
 
 const char *pgt_server_cert(void) { return PGT_TESTBED "/server.crt"; }
-
-uint64_t pgt_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void pgt_nap_ms(unsigned ms) {
-  struct timespec ts;
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-  nanosleep(&ts, NULL);
-}
 
 void pgt_options(qorb_pg_options_t *o) {
   qorb_pg_options_init(o);
   o->conninfo = "user=postgres dbname=postgres application_name=qorb_test";
 }
 
-static void pgt_log(const char *pool, qorb_log_level_t level,
-                    const char *msg, void *arg) {
-  (void)arg;
-  if (getenv("PGT_VERBOSE"))
-    fprintf(stderr, "[%s %d] %s\n", pool, (int)level, msg);
-}
-
 qorb_pool_t *pgt_pool(const char *backends, const qorb_pg_options_t *o,
                       void (*tweak)(qorb_policy_t *)) {
   qorb_pg_options_t def;
   qorb_policy_t pol;
-  qorb_resolver_t *r = NULL;
   qorb_connector_t *c = NULL;
   qorb_pool_t *pool = NULL;
   char err[256] = "";
@@ -74,83 +46,14 @@ qorb_pool_t *pgt_pool(const char *backends, const qorb_pg_options_t *o,
     pgt_options(&def);
     o = &def;
   }
-  qorb_policy_init(&pol);
-  pol.name = "pgtest";
-  pol.min_backoff_ms = 20;
-  pol.max_backoff_ms = 200;
-  pol.backoff_spread_ms = 20;
-  pol.log_cb = pgt_log;
+  itest_policy(&pol, "pgtest", "PGT_VERBOSE");
   if (tweak) tweak(&pol);
-  rc = qorb_static_resolver_new(&r, backends, err, sizeof(err));
-  if (rc != 0) fail_msg("static resolver: %s %s", qorb_strerror(rc), err);
   rc = qorb_pg_connector_new(&c, o, err, sizeof(err));
   if (rc != 0) fail_msg("pg connector: %s %s", qorb_strerror(rc), err);
-  rc = qorb_pool_new(&pool, NULL, &pol, r, c, err, sizeof(err));
-  if (rc != 0) fail_msg("pool: %s %s", qorb_strerror(rc), err);
+  rc = itest_pool_new(&pool, backends, c, NULL, &pol);
+  if (rc != 0)
+    fail_msg("pool over %s: %s", backends, qorb_strerror(rc));
   return pool;
-}
-
-void pgt_close(qorb_pool_t *pool) {
-  if (pool) assert_int_equal(qorb_pool_close(pool, NULL, NULL), 0);
-}
-
-int pgt_backend(qorb_pool_t *pool, const char *addr,
-                qorb_backend_stats_t *out, qorb_pool_stats_t *pool_out) {
-  qorb_pool_stats_t st;
-  qorb_backend_stats_t bs[8];
-  size_t n = 0, i;
-  qorb_pool_stats_init(&st);
-  assert_int_equal(qorb_pool_stats(pool, &st, bs, 8, &n), 0);
-  if (pool_out) *pool_out = st;
-  for (i = 0; i < n && i < 8; i++) {
-    if (strcmp(bs[i].addr.text, addr) == 0) {
-      if (out) *out = bs[i];
-      return 0;
-    }
-  }
-  return -1;
-}
-
-int pgt_online(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return pgt_backend(pool, addr, &b, NULL) == 0 ? b.online : 0;
-}
-
-unsigned pgt_idle(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return pgt_backend(pool, addr, &b, NULL) == 0 ? b.idle : 0;
-}
-
-uint64_t pgt_claims(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return pgt_backend(pool, addr, &b, NULL) == 0 ? b.claims : 0;
-}
-
-uint64_t pgt_connects(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return pgt_backend(pool, addr, &b, NULL) == 0 ? b.connects : 0;
-}
-
-uint64_t pgt_failures(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return pgt_backend(pool, addr, &b, NULL) == 0 ? b.failures : 0;
-}
-
-unsigned pgt_total_idle(qorb_pool_t *pool) {
-  qorb_pool_stats_t st;
-  qorb_pool_stats_init(&st);
-  assert_int_equal(qorb_pool_stats(pool, &st, NULL, 0, NULL), 0);
-  return st.idle;
-}
-
-const char *pgt_last_error(qorb_pool_t *pool, const char *addr, char *buf,
-                           size_t len) {
-  qorb_backend_stats_t b;
-  if (len == 0) return buf;
-  buf[0] = '\0';
-  if (pgt_backend(pool, addr, &b, NULL) == 0)
-    snprintf(buf, len, "%s", b.last_error);
-  return buf;
 }
 
 int pgt_value(PGconn *conn, const char *sql, char *buf, size_t len) {

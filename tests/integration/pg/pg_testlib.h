@@ -2,9 +2,11 @@
 /*
  * pg_testlib.h: helpers shared by the qorb-pg integration tests: the
  * server script (pg_servers.sh, whose path CMake passes in), pools over the
- * fixture's servers, waiting on conditions with a bound, stats lookups and
- * an admin connection of the test's own (plain blocking libpq, never
- * through a pool) for pg_terminate_backend and friends.
+ * fixture's servers, and an admin connection of the test's own (plain
+ * blocking libpq, never through a pool) for pg_terminate_backend and
+ * friends. Waiting on conditions with a bound (ITEST_WAIT), closing pools
+ * and stats lookups (itest_online() ...) come from tests/support/itest.h,
+ * which the redis suite uses too.
  *
  * Servers (see pg_servers.sh): a 127.0.0.2:55431 and b 127.0.0.3:55432 are
  * started by the CTest fixture; p 127.0.0.2:55433 and its standby s
@@ -20,6 +22,9 @@
 #include <qorb/pg.h>
 #include <qorb/qorb.h>
 
+/* Waits, closing pools, stats lookups: shared with the other suites. */
+#include "itest.h"
+
 #define PGT_A "127.0.0.2:55431"
 #define PGT_B "127.0.0.3:55432"
 #define PGT_P "127.0.0.2:55433"
@@ -34,55 +39,17 @@ int pgt_servers(const char *args);
 /* The servers' TLS certificate (self-signed, for qorb-test.invalid). */
 const char *pgt_server_cert(void);
 
-/* Milliseconds on the monotonic clock. */
-uint64_t pgt_now_ms(void);
-
-/* Sleep a little: the step of every bounded wait loop. */
-void pgt_nap_ms(unsigned ms);
-
-/*
- * Wait until `cond` is true, polling every 10 ms, at most `ms`
- * milliseconds. Assert the condition afterwards.
- */
-#define PGT_WAIT(cond, ms)                                             \
-  do {                                                                 \
-    uint64_t pgt_end_ = pgt_now_ms() + (uint64_t)(ms);                 \
-    while (!(cond) && pgt_now_ms() < pgt_end_) pgt_nap_ms(10);         \
-  } while (0)
-
 /*
  * A pool on its own thread over `backends` with qorb-pg options `o` (NULL:
  * the test defaults: user postgres, dbname postgres). `tweak`, if not
- * NULL, adjusts the policy, which starts from the library defaults with
- * quick backoff (min 20 ms, max 200 ms). Fails the test on error.
+ * NULL, adjusts the policy, which starts from itest_policy() (quick
+ * backoff; PGT_VERBOSE=1 shows the pool's log). Fails the test on error.
  */
 qorb_pool_t *pgt_pool(const char *backends, const qorb_pg_options_t *o,
                       void (*tweak)(qorb_policy_t *));
 
 /* The default test options: conninfo "user=postgres dbname=postgres". */
 void pgt_options(qorb_pg_options_t *o);
-
-/* Close a pool (blocking, own thread) and assert it worked. */
-void pgt_close(qorb_pool_t *pool);
-
-/*
- * Stats of one backend by its "host:port" text. Returns 0 and fills `out`,
- * or -1 if the pool does not know it. `pool_out` may be NULL.
- */
-int pgt_backend(qorb_pool_t *pool, const char *addr,
-                qorb_backend_stats_t *out, qorb_pool_stats_t *pool_out);
-
-/* Shorthands over pgt_backend(): 0 when unknown. */
-int pgt_online(qorb_pool_t *pool, const char *addr);
-unsigned pgt_idle(qorb_pool_t *pool, const char *addr);
-uint64_t pgt_claims(qorb_pool_t *pool, const char *addr);
-uint64_t pgt_connects(qorb_pool_t *pool, const char *addr);
-uint64_t pgt_failures(qorb_pool_t *pool, const char *addr);
-unsigned pgt_total_idle(qorb_pool_t *pool);
-
-/* The backend's last_error, copied into `buf`. */
-const char *pgt_last_error(qorb_pool_t *pool, const char *addr, char *buf,
-                           size_t len);
 
 /*
  * Run `sql` on `conn` (blocking) and copy the first value of the first row

@@ -62,7 +62,7 @@ static void test_address_from_pool(void **state) {
   assert_int_equal(PQtransactionStatus(pg), PQTRANS_IDLE);
   assert_int_equal(PQisBusy(pg), 0);
   assert_int_equal(qorb_release(cl), 0);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 static void test_no_host_in_template(void **state) {
@@ -76,7 +76,7 @@ static void test_no_host_in_template(void **state) {
   assert_string_equal(PQhost(qorb_pg_conn(cl)), "127.0.0.3");
   assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
   assert_int_equal(qorb_release(cl), 0);
-  pgt_close(pool);
+  itest_close(pool);
   unsetenv("PGHOST");
 }
 
@@ -94,7 +94,7 @@ static void test_keepalive_defaults(void **state) {
   assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_KEEPCNT), 3);
   assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_USER_TIMEOUT), 10000);
   assert_int_equal(qorb_release(cl), 0);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 static void test_keepalive_overrides(void **state) {
@@ -117,7 +117,7 @@ static void test_keepalive_overrides(void **state) {
   assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_KEEPCNT), 9);
   assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_USER_TIMEOUT), 4000);
   assert_int_equal(qorb_release(cl), 0);
-  pgt_close(pool);
+  itest_close(pool);
 
   /* Off altogether. */
   pgt_options(&o);
@@ -129,7 +129,7 @@ static void test_keepalive_overrides(void **state) {
   assert_int_equal(sockopt(pg, SOL_SOCKET, SO_KEEPALIVE), 0);
   assert_int_equal(sockopt(pg, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
   assert_int_equal(qorb_release(cl), 0);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 /* The URI form and keyword arrays reach the server as written. */
@@ -155,7 +155,7 @@ static void test_uri_and_arrays(void **state) {
   assert_string_equal(buf, "5MB");
   assert_string_equal(PQhost(qorb_pg_conn(cl)), "db.invalid");
   assert_int_equal(qorb_release(cl), 0);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 static void test_tls_verify_full(void **state) {
@@ -178,7 +178,7 @@ static void test_tls_verify_full(void **state) {
   assert_string_equal(PQhost(qorb_pg_conn(cl)), "qorb-test.invalid");
   assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
   qorb_release(cl);
-  pgt_close(pool);
+  itest_close(pool);
 
   /* Another name: the certificate does not match, the claim fails fast. */
   snprintf(info, sizeof(info),
@@ -186,13 +186,13 @@ static void test_tls_verify_full(void **state) {
            "user=postgres dbname=postgres",
            pgt_server_cert());
   pool = pgt_pool(PGT_A, &o, NULL);
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), QORB_ENOTONLINE);
-  assert_true(pgt_now_ms() - t0 < 3000);
-  pgt_last_error(pool, PGT_A, e, sizeof(e));
+  assert_true(itest_now_ms() - t0 < 3000);
+  itest_last_error(pool, PGT_A, e, sizeof(e));
   fprintf(stderr, "verify-full, wrong name: %s\n", e);
   assert_non_null(strstr(e, "other.invalid"));
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 /* TLS first, refused by pg_hba for this user, then libpq retries on a new
@@ -213,8 +213,8 @@ static void test_socket_switch_during_connect(void **state) {
     /* broken: the next claim needs a new connection, a new switch */
     qorb_release_broken(cl);
   }
-  assert_true(pgt_connects(pool, PGT_B) >= 10);
-  pgt_close(pool);
+  assert_true(itest_connects(pool, PGT_B) >= 10);
+  itest_close(pool);
 }
 
 int main(void) {

@@ -50,10 +50,10 @@ static void expect_failure(const char *backend, const char *conninfo,
   qorb_pg_options_init(&o);
   o.conninfo = conninfo;
   pool = pgt_pool(backend, &o, tweak);
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   rc = qorb_pool_claim_wait(pool, 10000, &cl);
-  dt = pgt_now_ms() - t0;
-  pgt_last_error(pool, backend, e, sizeof(e));
+  dt = itest_now_ms() - t0;
+  itest_last_error(pool, backend, e, sizeof(e));
   fprintf(stderr, "%s: %s after %llu ms: %s\n", conninfo, qorb_err_name(rc),
           (unsigned long long)dt, e);
   assert_int_equal(rc, QORB_ENOTONLINE);
@@ -61,11 +61,11 @@ static void expect_failure(const char *backend, const char *conninfo,
   assert_true(dt < 2000);
   assert_non_null(strstr(e, want));
   /* Later claims fail at once. */
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), QORB_ENOTONLINE);
-  assert_true(pgt_now_ms() - t0 < 500);
+  assert_true(itest_now_ms() - t0 < 500);
   assert_int_equal(qorb_pool_try_claim(pool, &cl), QORB_ENOTONLINE);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 static void test_wrong_password(void **state) {
@@ -93,7 +93,7 @@ static void test_right_password(void **state) {
                              sizeof(buf)), 0);
   assert_string_equal(buf, "qorb_pw");
   qorb_release(cl);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 static void test_refused(void **state) {
@@ -127,7 +127,7 @@ static void test_shutting_down(void **state) {
   (void)state;
   admin = pgt_admin(PGT_A); /* keeps the smart shutdown from finishing */
   assert_int_equal(pgt_servers("shutdown-smart a"), 0);
-  pgt_nap_ms(200);
+  itest_nap_ms(200);
   expect_failure(PGT_A, "user=postgres dbname=postgres",
                  "the database system is shutting down");
   PQfinish(admin);
@@ -150,11 +150,11 @@ static void test_bad_beside_good(void **state) {
     assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
     qorb_release(cl);
   }
-  PGT_WAIT(pgt_failures(pool, PGT_REFUSED) > 0, 5000);
-  pgt_last_error(pool, PGT_REFUSED, e, sizeof(e));
+  ITEST_WAIT(itest_failures(pool, PGT_REFUSED) > 0, 5000);
+  itest_last_error(pool, PGT_REFUSED, e, sizeof(e));
   assert_non_null(strstr(e, "Connection refused"));
-  assert_false(pgt_online(pool, PGT_REFUSED));
-  pgt_close(pool);
+  assert_false(itest_online(pool, PGT_REFUSED));
+  itest_close(pool);
 }
 
 /* Pools over failing backends, made and closed in a row: no leak, no
@@ -173,10 +173,10 @@ static void test_repeat_close(void **state) {
     qorb_pg_options_init(&o);
     o.conninfo = infos[i % 2];
     pool = pgt_pool(i % 3 == 0 ? PGT_REFUSED "," PGT_A : PGT_A, &o, tweak);
-    pgt_nap_ms((unsigned)(i * 7 % 40));
-    t0 = pgt_now_ms();
-    pgt_close(pool);
-    assert_true(pgt_now_ms() - t0 < 1000);
+    itest_nap_ms((unsigned)(i * 7 % 40));
+    t0 = itest_now_ms();
+    itest_close(pool);
+    assert_true(itest_now_ms() - t0 < 1000);
   }
 }
 

@@ -56,46 +56,46 @@ static void test_hung_backend(void **state) {
   int i;
   (void)state;
   pool = pgt_pool(PGT_AB, NULL, tweak);
-  PGT_WAIT(pgt_online(pool, PGT_A) && pgt_online(pool, PGT_B) &&
-               pgt_total_idle(pool) >= 4,
-           10000);
-  assert_true(pgt_online(pool, PGT_B));
+  ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B) &&
+                 itest_total_idle(pool) >= 4,
+             10000);
+  assert_true(itest_online(pool, PGT_B));
 
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   assert_int_equal(pgt_servers("freeze b"), 0);
   /* Checks time out, b's connections are dropped, b goes offline. */
-  PGT_WAIT(!pgt_online(pool, PGT_B), 10000);
-  assert_false(pgt_online(pool, PGT_B));
+  ITEST_WAIT(!itest_online(pool, PGT_B), 10000);
+  assert_false(itest_online(pool, PGT_B));
   fprintf(stderr, "hung backend offline after %llu ms\n",
-          (unsigned long long)(pgt_now_ms() - t0));
-  pgt_last_error(pool, PGT_B, e, sizeof(e));
+          (unsigned long long)(itest_now_ms() - t0));
+  itest_last_error(pool, PGT_B, e, sizeof(e));
   fprintf(stderr, "b: %s\n", e);
   assert_non_null(strstr(e, "timed out"));
 
   /* Claims go to a, quickly, and work. */
   for (i = 0; i < 30; i++) {
     qorb_claim_t *cl;
-    t0 = pgt_now_ms();
+    t0 = itest_now_ms();
     assert_int_equal(qorb_pool_claim_wait(pool, 3000, &cl), 0);
-    assert_true(pgt_now_ms() - t0 < 1000);
+    assert_true(itest_now_ms() - t0 < 1000);
     assert_string_equal(qorb_claim_addr(cl)->text, PGT_A);
     assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
     qorb_release(cl);
   }
   /* Reconnects to b keep timing out (they hang in the handshake). */
-  PGT_WAIT(pgt_failures(pool, PGT_B) >= 6, 10000);
-  assert_true(pgt_failures(pool, PGT_B) >= 6);
-  assert_false(pgt_online(pool, PGT_B));
+  ITEST_WAIT(itest_failures(pool, PGT_B) >= 6, 10000);
+  assert_true(itest_failures(pool, PGT_B) >= 6);
+  assert_false(itest_online(pool, PGT_B));
 
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   assert_int_equal(pgt_servers("thaw b"), 0);
-  PGT_WAIT(pgt_online(pool, PGT_B), 10000);
-  assert_true(pgt_online(pool, PGT_B));
-  PGT_WAIT(batch_reaches_b(pool), 10000);
-  assert_true(pgt_claims(pool, PGT_B) > 0);
+  ITEST_WAIT(itest_online(pool, PGT_B), 10000);
+  assert_true(itest_online(pool, PGT_B));
+  ITEST_WAIT(batch_reaches_b(pool), 10000);
+  assert_true(itest_claims(pool, PGT_B) > 0);
   fprintf(stderr, "b serves again %llu ms after SIGCONT\n",
-          (unsigned long long)(pgt_now_ms() - t0));
-  pgt_close(pool);
+          (unsigned long long)(itest_now_ms() - t0));
+  itest_close(pool);
 }
 
 /* Close a pool whose only backend hangs: connects in flight are aborted
@@ -109,13 +109,13 @@ static void test_close_while_connecting(void **state) {
   assert_int_equal(pgt_servers("freeze b"), 0);
   pool = pgt_pool(PGT_B, NULL, tweak);
   /* A claim times out while the connects hang: no backend ever online. */
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   rc = qorb_pool_claim_wait(pool, 1500, &cl);
   assert_true(rc == QORB_ENOTONLINE || rc == QORB_EALLINUSE);
-  assert_true(pgt_now_ms() - t0 < 3000);
-  t0 = pgt_now_ms();
-  pgt_close(pool);
-  assert_true(pgt_now_ms() - t0 < 1000);
+  assert_true(itest_now_ms() - t0 < 3000);
+  t0 = itest_now_ms();
+  itest_close(pool);
+  assert_true(itest_now_ms() - t0 < 1000);
   assert_int_equal(pgt_servers("thaw b"), 0);
 }
 

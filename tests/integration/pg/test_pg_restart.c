@@ -42,7 +42,7 @@ static void *worker(void *arg) {
     if (rc != 0) {
       atomic_fetch_add(&l->claim_errors, 1);
       atomic_store(&l->last_claim_error, rc);
-      pgt_nap_ms(5);
+      itest_nap_ms(5);
       continue;
     }
     atomic_fetch_add(&l->claims, 1);
@@ -91,23 +91,23 @@ static void test_restart_one_backend(void **state) {
   int round;
   (void)state;
   pool = pgt_pool(PGT_AB, NULL, tweak);
-  PGT_WAIT(pgt_online(pool, PGT_A) && pgt_online(pool, PGT_B), 10000);
+  ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B), 10000);
   load_start(&l, pool);
-  PGT_WAIT(atomic_load(&l.claims) > 200, 10000);
+  ITEST_WAIT(atomic_load(&l.claims) > 200, 10000);
 
   for (round = 0; round < 2; round++) {
     const char *name = round == 0 ? "restart a" : "restart b";
     const char *addr = round == 0 ? PGT_A : PGT_B;
-    uint64_t t0 = pgt_now_ms();
+    uint64_t t0 = itest_now_ms();
     assert_int_equal(pgt_servers(name), 0);
     /* Back online and serving claims again, by itself. */
-    a0 = pgt_claims(pool, addr);
-    PGT_WAIT(pgt_online(pool, addr) && pgt_claims(pool, addr) > a0 + 20,
-             15000);
-    assert_true(pgt_online(pool, addr));
-    assert_true(pgt_claims(pool, addr) > a0 + 20);
-    fprintf(stderr, "%s: serving again %llu ms after the restart began\n",
-            name, (unsigned long long)(pgt_now_ms() - t0));
+    a0 = itest_claims(pool, addr);
+    ITEST_WAIT(itest_online(pool, addr) && itest_claims(pool, addr) > a0 + 20,
+               15000);
+    assert_true(itest_online(pool, addr));
+    assert_true(itest_claims(pool, addr) > a0 + 20);
+    fprintf(stderr, "%s: serving again %llu ms after the restart began\n", name,
+            (unsigned long long)(itest_now_ms() - t0));
   }
   load_stop(&l);
   fprintf(stderr, "claims %d, claim errors %d, query errors %d\n",
@@ -115,7 +115,7 @@ static void test_restart_one_backend(void **state) {
           atomic_load(&l.query_errors));
   /* The other backend was up all along: no claim failed. */
   assert_int_equal(atomic_load(&l.claim_errors), 0);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 static void test_all_down_then_recover(void **state) {
@@ -127,54 +127,54 @@ static void test_all_down_then_recover(void **state) {
   int rc;
   (void)state;
   pool = pgt_pool(PGT_AB, NULL, tweak);
-  PGT_WAIT(pgt_online(pool, PGT_A) && pgt_online(pool, PGT_B), 10000);
+  ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B), 10000);
   load_start(&l, pool);
-  PGT_WAIT(atomic_load(&l.claims) > 100, 10000);
+  ITEST_WAIT(atomic_load(&l.claims) > 100, 10000);
 
   assert_int_equal(pgt_servers("stop a"), 0);
   assert_int_equal(pgt_servers("stop b"), 0);
-  PGT_WAIT(!pgt_online(pool, PGT_A) && !pgt_online(pool, PGT_B), 10000);
-  assert_false(pgt_online(pool, PGT_A) || pgt_online(pool, PGT_B));
+  ITEST_WAIT(!itest_online(pool, PGT_A) && !itest_online(pool, PGT_B), 10000);
+  assert_false(itest_online(pool, PGT_A) || itest_online(pool, PGT_B));
   /* Once both have failed to reconnect, claims fail at once. */
-  PGT_WAIT(qorb_pool_try_claim(pool, &cl) == QORB_ENOTONLINE, 5000);
-  t0 = pgt_now_ms();
+  ITEST_WAIT(qorb_pool_try_claim(pool, &cl) == QORB_ENOTONLINE, 5000);
+  t0 = itest_now_ms();
   rc = qorb_pool_claim_wait(pool, 10000, &cl);
-  dt = pgt_now_ms() - t0;
+  dt = itest_now_ms() - t0;
   assert_int_equal(rc, QORB_ENOTONLINE);
   assert_null(cl);
   assert_true(dt < 1000);
   /* The workers saw the same error, not a timeout. */
-  PGT_WAIT(atomic_load(&l.claim_errors) > 10, 5000);
+  ITEST_WAIT(atomic_load(&l.claim_errors) > 10, 5000);
   assert_int_equal(atomic_load(&l.last_claim_error), QORB_ENOTONLINE);
   /* libpq's own text: the refused reconnects (by now; the sessions that
      the shutdown killed said "terminating connection" before). */
-  PGT_WAIT(strstr(pgt_last_error(pool, PGT_A, e, sizeof(e)),
-                  "Connection refused") != NULL,
-           3000);
+  ITEST_WAIT(strstr(itest_last_error(pool, PGT_A, e, sizeof(e)),
+                    "Connection refused") != NULL,
+             3000);
   fprintf(stderr, "a: %s\n", e);
   assert_non_null(strstr(e, "127.0.0.2"));
   assert_non_null(strstr(e, "Connection refused"));
-  PGT_WAIT(strstr(pgt_last_error(pool, PGT_B, e, sizeof(e)),
-                  "Connection refused") != NULL,
-           3000);
+  ITEST_WAIT(strstr(itest_last_error(pool, PGT_B, e, sizeof(e)),
+                    "Connection refused") != NULL,
+             3000);
   fprintf(stderr, "b: %s\n", e);
   assert_non_null(strstr(e, "Connection refused"));
 
   /* One backend back: claims work again without anyone's help. */
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   assert_int_equal(pgt_servers("start b"), 0);
-  PGT_WAIT(qorb_pool_claim_wait(pool, 1000, &cl) == 0, 10000);
+  ITEST_WAIT(qorb_pool_claim_wait(pool, 1000, &cl) == 0, 10000);
   assert_non_null(cl);
   assert_string_equal(qorb_claim_addr(cl)->text, PGT_B);
   assert_int_equal(pgt_exec(qorb_pg_conn(cl), "SELECT 1"), 0);
   qorb_release(cl);
   fprintf(stderr, "claims work %llu ms after b started\n",
-          (unsigned long long)(pgt_now_ms() - t0));
+          (unsigned long long)(itest_now_ms() - t0));
   assert_int_equal(pgt_servers("start a"), 0);
-  PGT_WAIT(pgt_online(pool, PGT_A) && pgt_online(pool, PGT_B), 10000);
-  assert_true(pgt_online(pool, PGT_A) && pgt_online(pool, PGT_B));
+  ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B), 10000);
+  assert_true(itest_online(pool, PGT_A) && itest_online(pool, PGT_B));
   load_stop(&l);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 int main(void) {

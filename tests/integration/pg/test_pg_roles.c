@@ -71,18 +71,19 @@ static void test_roles_and_failover(void **state) {
   prim = role_pool(QORB_PG_ROLE_PRIMARY);
   stby = role_pool(QORB_PG_ROLE_STANDBY);
   any = role_pool(QORB_PG_ROLE_ANY);
-  PGT_WAIT(pgt_online(prim, PGT_P) && pgt_online(stby, PGT_S) &&
-               pgt_online(any, PGT_P) && pgt_online(any, PGT_S) &&
-               pgt_failures(prim, PGT_S) > 0 && pgt_failures(stby, PGT_P) > 0,
-           15000);
-  assert_true(pgt_online(any, PGT_P) && pgt_online(any, PGT_S));
+  ITEST_WAIT(itest_online(prim, PGT_P) && itest_online(stby, PGT_S) &&
+                 itest_online(any, PGT_P) && itest_online(any, PGT_S) &&
+                 itest_failures(prim, PGT_S) > 0 &&
+                 itest_failures(stby, PGT_P) > 0,
+             15000);
+  assert_true(itest_online(any, PGT_P) && itest_online(any, PGT_S));
 
   /* The wrong role is refused at connect, with a clear reason. */
-  assert_false(pgt_online(prim, PGT_S));
-  assert_false(pgt_online(stby, PGT_P));
-  pgt_last_error(prim, PGT_S, e, sizeof(e));
+  assert_false(itest_online(prim, PGT_S));
+  assert_false(itest_online(stby, PGT_P));
+  itest_last_error(prim, PGT_S, e, sizeof(e));
   assert_non_null(strstr(e, "standby"));
-  pgt_last_error(stby, PGT_P, e, sizeof(e));
+  itest_last_error(stby, PGT_P, e, sizeof(e));
   assert_non_null(strstr(e, "primary"));
 
   for (i = 0; i < 40; i++) {
@@ -93,22 +94,23 @@ static void test_roles_and_failover(void **state) {
     assert_string_equal(addr, PGT_S);
     assert_string_equal(rec, "t");
   }
-  assert_int_equal(pgt_claims(prim, PGT_S), 0);
-  assert_int_equal(pgt_claims(stby, PGT_P), 0);
+  assert_int_equal(itest_claims(prim, PGT_S), 0);
+  assert_int_equal(itest_claims(stby, PGT_P), 0);
 
   /* Failover. */
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   assert_int_equal(pgt_servers("stop p"), 0);
   assert_int_equal(pgt_servers("promote s"), 0);
 
   /* The primary-only pool follows to s. */
-  PGT_WAIT(claim_role(prim, 500, rec, addr) == 0 &&
-               strcmp(addr, PGT_S) == 0,
-           15000);
+  ITEST_WAIT(claim_role(prim, 500, rec, addr) == 0 && strcmp(addr, PGT_S) == 0,
+             15000);
   assert_string_equal(addr, PGT_S);
   assert_string_equal(rec, "f");
-  fprintf(stderr, "primary pool on the promoted standby %llu ms after the "
-          "failover began\n", (unsigned long long)(pgt_now_ms() - t0));
+  fprintf(stderr,
+          "primary pool on the promoted standby %llu ms after the "
+          "failover began\n",
+          (unsigned long long)(itest_now_ms() - t0));
   for (i = 0; i < 20; i++) {
     assert_int_equal(claim_role(prim, 5000, rec, addr), 0);
     assert_string_equal(addr, PGT_S);
@@ -117,20 +119,19 @@ static void test_roles_and_failover(void **state) {
 
   /* The standby-only pool has no standby left: it fails claims at once,
      and says why. */
-  PGT_WAIT((rc = claim_role(stby, 500, rec, addr)) == QORB_ENOTONLINE,
-           15000);
+  ITEST_WAIT((rc = claim_role(stby, 500, rec, addr)) == QORB_ENOTONLINE, 15000);
   assert_int_equal(rc, QORB_ENOTONLINE);
-  t0 = pgt_now_ms();
+  t0 = itest_now_ms();
   assert_int_equal(claim_role(stby, 5000, rec, addr), QORB_ENOTONLINE);
-  assert_true(pgt_now_ms() - t0 < 1000);
-  pgt_last_error(stby, PGT_S, e, sizeof(e));
+  assert_true(itest_now_ms() - t0 < 1000);
+  itest_last_error(stby, PGT_S, e, sizeof(e));
   fprintf(stderr, "standby pool, s: %s\n", e);
   assert_non_null(strstr(e, "primary"));
-  assert_false(pgt_online(stby, PGT_S));
+  assert_false(itest_online(stby, PGT_S));
 
-  pgt_close(prim);
-  pgt_close(stby);
-  pgt_close(any);
+  itest_close(prim);
+  itest_close(stby);
+  itest_close(any);
 }
 
 int main(void) {

@@ -68,7 +68,7 @@ static PGconn *fx_claim_same(fx_t *f, int pid) {
 
 static void fx_close(fx_t *f) {
   if (f->cl) fx_release(f);
-  pgt_close(f->pool);
+  itest_close(f->pool);
   f->pool = NULL;
 }
 
@@ -161,9 +161,9 @@ static void test_discard_all_clears_everything(void **state) {
   admin = pgt_admin(PGT_A);
   run(admin, "NOTIFY qorb_ch, 'one'");
   /* The notification arrives with the next exchange; leave it unread. */
-  PGT_WAIT((PQconsumeInput(pg), pgt_exec(pg, "SELECT 1"),
-            (n = PQnotifies(pg)) != NULL),
-           5000);
+  ITEST_WAIT((PQconsumeInput(pg), pgt_exec(pg, "SELECT 1"),
+              (n = PQnotifies(pg)) != NULL),
+             5000);
   assert_non_null(n);
   PQfreemem(n);
   run(admin, "NOTIFY qorb_ch, 'two'");
@@ -423,16 +423,16 @@ static void test_acquire_sql_fails(void **state) {
   pgt_options(&o);
   o.acquire_sql = "SELECT * FROM qorb_no_such_table";
   pool = pgt_pool(PGT_A, &o, one_slot);
-  PGT_WAIT(pgt_failures(pool, PGT_A) >= 1, 5000);
-  t0 = pgt_now_ms();
+  ITEST_WAIT(itest_failures(pool, PGT_A) >= 1, 5000);
+  t0 = itest_now_ms();
   rc = qorb_pool_claim_wait(pool, 8000, &cl);
   assert_int_equal(rc, QORB_ENOTONLINE);
   assert_null(cl);
-  assert_true(pgt_now_ms() - t0 < 4000);
-  pgt_last_error(pool, PGT_A, e, sizeof(e));
+  assert_true(itest_now_ms() - t0 < 4000);
+  itest_last_error(pool, PGT_A, e, sizeof(e));
   assert_non_null(strstr(e, "qorb_no_such_table"));
   assert_non_null(strstr(e, "does not exist"));
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 /* Failing reset SQL: that connection is closed, never handed out dirty;
@@ -454,7 +454,7 @@ static void test_reset_sql_fails(void **state) {
   pg = fx_claim(&f);
   assert_int_not_equal(PQbackendPID(pg), pid);
   assert_string_equal(val(pg, "SHOW work_mem"), "4MB");
-  pgt_last_error(f.pool, PGT_A, e, sizeof(e));
+  itest_last_error(f.pool, PGT_A, e, sizeof(e));
   assert_non_null(strstr(e, "reset: "));
   assert_non_null(strstr(e, "qorb_no_such_table"));
   fx_close(&f);

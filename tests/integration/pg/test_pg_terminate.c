@@ -31,7 +31,7 @@ static void tweak(qorb_policy_t *p) {
   "application_name = 'qorb_test'"
 
 static uint64_t connects(qorb_pool_t *pool) {
-  return pgt_connects(pool, PGT_A) + pgt_connects(pool, PGT_B);
+  return itest_connects(pool, PGT_A) + itest_connects(pool, PGT_B);
 }
 
 /* Claim `n` times in a row; every claim and its query must work. */
@@ -55,23 +55,23 @@ static void test_terminate_idle(void **state) {
   char ea[256], eb[256];
   (void)state;
   pool = pgt_pool(PGT_AB, NULL, tweak);
-  PGT_WAIT(pgt_total_idle(pool) >= 4, 10000);
-  assert_true(pgt_total_idle(pool) >= 4);
+  ITEST_WAIT(itest_total_idle(pool) >= 4, 10000);
+  assert_true(itest_total_idle(pool) >= 4);
   c0 = connects(pool);
-  f0 = pgt_failures(pool, PGT_A) + pgt_failures(pool, PGT_B);
+  f0 = itest_failures(pool, PGT_A) + itest_failures(pool, PGT_B);
 
   killed = pgt_admin_long(PGT_A, KILL_POOLED) + pgt_admin_long(PGT_B, KILL_POOLED);
   fprintf(stderr, "terminated %ld idle sessions\n", killed);
   assert_true(killed >= 4);
 
   /* Noticed (failed checks) and replaced (new connects), by itself. */
-  PGT_WAIT(connects(pool) >= c0 + (uint64_t)killed, 10000);
+  ITEST_WAIT(connects(pool) >= c0 + (uint64_t)killed, 10000);
   assert_true(connects(pool) >= c0 + (uint64_t)killed);
-  assert_true(pgt_failures(pool, PGT_A) + pgt_failures(pool, PGT_B) >=
+  assert_true(itest_failures(pool, PGT_A) + itest_failures(pool, PGT_B) >=
               f0 + (uint64_t)killed);
   /* libpq's / the server's words reached last_error. */
-  pgt_last_error(pool, PGT_A, ea, sizeof(ea));
-  pgt_last_error(pool, PGT_B, eb, sizeof(eb));
+  itest_last_error(pool, PGT_A, ea, sizeof(ea));
+  itest_last_error(pool, PGT_B, eb, sizeof(eb));
   fprintf(stderr, "last errors: a: %s | b: %s\n", ea, eb);
   assert_true(strstr(ea, "terminating connection") ||
               strstr(ea, "server closed the connection") ||
@@ -79,7 +79,7 @@ static void test_terminate_idle(void **state) {
               strstr(eb, "server closed the connection"));
 
   claims_work(pool, 50, 0);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 static void test_terminate_claimed(void **state) {
@@ -114,7 +114,7 @@ static void test_terminate_claimed(void **state) {
       assert_int_equal(qorb_release_broken(cl), 0);
     claims_work(pool, 30, pid);
   }
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 int main(void) {

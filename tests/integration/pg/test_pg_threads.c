@@ -84,9 +84,9 @@ static void test_eight_threads_two_backends(void **state) {
   (void)state;
   pool = pgt_pool(PGT_AB, NULL, tweak);
   /* Both backends come online on their own. */
-  PGT_WAIT(pgt_online(pool, PGT_A) && pgt_online(pool, PGT_B), 10000);
-  assert_true(pgt_online(pool, PGT_A));
-  assert_true(pgt_online(pool, PGT_B));
+  ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B), 10000);
+  assert_true(itest_online(pool, PGT_A));
+  assert_true(itest_online(pool, PGT_B));
 
   memset(w, 0, sizeof(w));
   for (i = 0; i < NTHREADS; i++) {
@@ -110,9 +110,9 @@ static void test_eight_threads_two_backends(void **state) {
   assert_true(on_b > 0);
 
   /* The pool counted the same: claims per backend and in all. */
-  assert_int_equal(pgt_claims(pool, PGT_A), (uint64_t)on_a);
-  assert_int_equal(pgt_claims(pool, PGT_B), (uint64_t)on_b);
-  assert_int_equal(pgt_backend(pool, PGT_A, NULL, &st), 0);
+  assert_int_equal(itest_claims(pool, PGT_A), (uint64_t)on_a);
+  assert_int_equal(itest_claims(pool, PGT_B), (uint64_t)on_b);
+  assert_int_equal(itest_backend(pool, PGT_A, NULL, &st), 0);
   assert_true(st.claims >= (uint64_t)total);
   assert_int_equal(st.claimed, 0);
   assert_int_equal(st.claim_failures, 0);
@@ -125,11 +125,11 @@ static void test_eight_threads_two_backends(void **state) {
                                  "SELECT count(*) FROM pg_stat_activity "
                                  "WHERE application_name = 'qorb_test'") <=
               8);
-  pgt_close(pool);
+  itest_close(pool);
   /* And none are left once it is closed. */
-  PGT_WAIT(pgt_admin_long(PGT_A, "SELECT count(*) FROM pg_stat_activity "
-                                 "WHERE application_name = 'qorb_test'") == 0,
-           5000);
+  ITEST_WAIT(pgt_admin_long(PGT_A, "SELECT count(*) FROM pg_stat_activity "
+                                   "WHERE application_name = 'qorb_test'") == 0,
+             5000);
   assert_int_equal(pgt_admin_long(PGT_A,
                                   "SELECT count(*) FROM pg_stat_activity "
                                   "WHERE application_name = 'qorb_test'"),
@@ -143,7 +143,7 @@ static void test_try_claim(void **state) {
   int n = 0, rc = 0, i;
   (void)state;
   pool = pgt_pool(PGT_AB, NULL, tweak);
-  PGT_WAIT(pgt_total_idle(pool) >= 4, 10000);
+  ITEST_WAIT(itest_total_idle(pool) >= 4, 10000);
   while (n < 8 && (rc = qorb_pool_try_claim(pool, &cl[n])) == 0) {
     assert_int_equal(pgt_exec(qorb_pg_conn(cl[n]), "SELECT 1"), 0);
     n++;
@@ -151,7 +151,7 @@ static void test_try_claim(void **state) {
   assert_true(n >= 1);
   if (n < 8) assert_int_equal(rc, QORB_EAGAIN);
   for (i = 0; i < n; i++) assert_int_equal(qorb_release(cl[i]), 0);
-  pgt_close(pool);
+  itest_close(pool);
 }
 
 int main(void) {

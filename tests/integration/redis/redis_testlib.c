@@ -27,19 +27,7 @@
 #endif
 
 int rt_servers(const char *args) {
-  char cmd[1024];
-  int rc;
-  snprintf(cmd, sizeof(cmd), "sh '%s' '%s' %s", RT_SERVERS_SH, RT_TESTBED,
-           args);
-  rc = system(cmd);
-  if (rc != 0) fprintf(stderr, "rt_servers: '%s' failed (%d)\n", args, rc);
-  return rc;
-}
-
-uint64_t rt_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  return itest_script(RT_SERVERS_SH, RT_TESTBED, args);
 }
 
 void rt_block_sigpipe(void) {
@@ -49,30 +37,15 @@ void rt_block_sigpipe(void) {
   pthread_sigmask(SIG_BLOCK, &s, NULL);
 }
 
-void rt_nap_ms(unsigned ms) {
-  struct timespec ts;
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-  nanosleep(&ts, NULL);
-}
-
 void rt_options(qorb_redis_options_t *o, const char *client_name) {
   qorb_redis_options_init(o);
   o->client_name = client_name;
-}
-
-static void rt_log(const char *pool, qorb_log_level_t level, const char *msg,
-                   void *arg) {
-  (void)arg;
-  if (getenv("RT_VERBOSE"))
-    fprintf(stderr, "[%s %d] %s\n", pool, (int)level, msg);
 }
 
 qorb_pool_t *rt_pool(const char *backends, const qorb_redis_options_t *o,
                      struct ev_loop *loop, void (*tweak)(qorb_policy_t *)) {
   qorb_redis_options_t def;
   qorb_policy_t pol;
-  qorb_resolver_t *r = NULL;
   qorb_connector_t *c = NULL;
   qorb_pool_t *pool = NULL;
   char err[256] = "";
@@ -82,19 +55,11 @@ qorb_pool_t *rt_pool(const char *backends, const qorb_redis_options_t *o,
     rt_options(&def, "qorb-test");
     o = &def;
   }
-  qorb_policy_init(&pol);
-  pol.name = "redistest";
-  pol.min_backoff_ms = 20;
-  pol.max_backoff_ms = 200;
-  pol.backoff_spread_ms = 20;
-  pol.log_cb = rt_log;
+  itest_policy(&pol, "redistest", "RT_VERBOSE");
   if (tweak != NULL) tweak(&pol);
 
   rc = qorb_redis_connector_new(&c, o, err, sizeof(err));
   if (rc != 0) fprintf(stderr, "connector: %s\n", err);
-  assert_int_equal(rc, 0);
-  rc = qorb_static_resolver_new(&r, backends, err, sizeof(err));
-  if (rc != 0) fprintf(stderr, "resolver: %s\n", err);
   assert_int_equal(rc, 0);
   {
     /* The pool's thread inherits this thread's signal mask. Start it with
@@ -104,15 +69,12 @@ qorb_pool_t *rt_pool(const char *backends, const qorb_redis_options_t *o,
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_UNBLOCK, &pipe_set, &old);
-    rc = qorb_pool_new(&pool, loop, &pol, r, c, err, sizeof(err));
+    rc = itest_pool_new(&pool, backends, c, loop, &pol);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
   }
-  if (rc != 0) fprintf(stderr, "pool: %s (%s)\n", err, qorb_strerror(rc));
   assert_int_equal(rc, 0);
   return pool;
 }
-
-void rt_close(qorb_pool_t *pool) { assert_int_equal(qorb_pool_close(pool, NULL, NULL), 0); }
 
 static void rt_closed_cb(qorb_pool_t *pool, int status, void *arg) {
   (void)pool;
@@ -152,63 +114,6 @@ void rt_close_on_loop(qorb_pool_t *pool, struct ev_loop *loop) {
   ev_ref(loop);
   ev_timer_stop(loop, &guard);
   assert_false(guard_fired);
-}
-
-int rt_backend(qorb_pool_t *pool, const char *addr,
-               qorb_backend_stats_t *out) {
-  qorb_backend_stats_t be[16];
-  qorb_pool_stats_t st;
-  size_t n = 0, i;
-
-  qorb_pool_stats_init(&st);
-  assert_int_equal(qorb_pool_stats(pool, &st, be, 16, &n), 0);
-  for (i = 0; i < n && i < 16; i++) {
-    if (strcmp(be[i].addr.text, addr) == 0) {
-      if (out != NULL) *out = be[i];
-      return 0;
-    }
-  }
-  return -1;
-}
-
-int rt_online(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return rt_backend(pool, addr, &b) == 0 ? b.online : 0;
-}
-
-unsigned rt_idle(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return rt_backend(pool, addr, &b) == 0 ? b.idle : 0;
-}
-
-uint64_t rt_claims(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return rt_backend(pool, addr, &b) == 0 ? b.claims : 0;
-}
-
-uint64_t rt_connects(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return rt_backend(pool, addr, &b) == 0 ? b.connects : 0;
-}
-
-uint64_t rt_failures(qorb_pool_t *pool, const char *addr) {
-  qorb_backend_stats_t b;
-  return rt_backend(pool, addr, &b) == 0 ? b.failures : 0;
-}
-
-const char *rt_last_error(qorb_pool_t *pool, const char *addr, char *buf,
-                          size_t len) {
-  qorb_backend_stats_t b;
-  buf[0] = '\0';
-  if (rt_backend(pool, addr, &b) == 0) snprintf(buf, len, "%s", b.last_error);
-  return buf;
-}
-
-unsigned rt_total_idle(qorb_pool_t *pool) {
-  qorb_pool_stats_t st;
-  qorb_pool_stats_init(&st);
-  assert_int_equal(qorb_pool_stats(pool, &st, NULL, 0, NULL), 0);
-  return st.idle;
 }
 
 redisContext *rt_admin(const char *addr) {
@@ -346,12 +251,13 @@ static void rt_tick_cb(struct ev_loop *loop, ev_timer *t, int revents) {
 /* Run the loop one iteration at a time until *done or the deadline. A
  * repeating timer makes sure each iteration returns. */
 static void rt_run_until(struct ev_loop *loop, const int *done, unsigned ms) {
-  uint64_t end = rt_now_ms() + ms;
+  uint64_t end = itest_now_ms() + ms;
   ev_timer tick;
 
   ev_timer_init(&tick, rt_tick_cb, 0.01, 0.01);
   ev_timer_start(loop, &tick);
-  while (!*done && rt_now_ms() < end) ev_run(loop, EVRUN_ONCE);
+  while (!*done && itest_now_ms() < end)
+    ev_run(loop, EVRUN_ONCE);
   ev_timer_stop(loop, &tick);
 }
 

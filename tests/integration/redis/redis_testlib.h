@@ -2,10 +2,12 @@
 /*
  * redis_testlib.h: helpers shared by the qorb-redis integration tests: the
  * server script (redis_servers.sh, whose path CMake passes in), pools over
- * the fixture's servers, bounded waits on conditions, stats lookups, an
- * admin connection of the test's own (plain blocking hiredis, never
- * through a pool) for CLIENT KILL and friends, and a few steps for driving
- * an application loop from the test (async claims and commands).
+ * the fixture's servers, an admin connection of the test's own (plain
+ * blocking hiredis, never through a pool) for CLIENT KILL and friends, and
+ * a few steps for driving an application loop from the test (async claims
+ * and commands). Bounded waits (ITEST_WAIT), closing pools on their own
+ * thread and stats lookups (itest_online() ...) come from
+ * tests/support/itest.h, which the pg suite uses too.
  *
  * Servers (see redis_servers.sh), all started by the CTest fixture:
  * a 127.0.0.2:56391 and b 127.0.0.3:56392 (masters; b also on
@@ -24,6 +26,9 @@
 
 #include <qorb/qorb.h>
 #include <qorb/redis.h>
+
+/* Waits, closing pools, stats lookups: shared with the other suites. */
+#include "itest.h"
 
 #define RT_A "127.0.0.2:56391"
 #define RT_B "127.0.0.3:56392"
@@ -47,50 +52,22 @@ int rt_servers(const char *args);
  */
 void rt_block_sigpipe(void);
 
-/* Milliseconds on the monotonic clock. */
-uint64_t rt_now_ms(void);
-
-/* Sleep a little: the step of every bounded wait loop. */
-void rt_nap_ms(unsigned ms);
-
-/* Wait until `cond` is true, polling every 10 ms, at most `ms` ms. The
- * caller asserts the condition afterwards. */
-#define RT_WAIT(cond, ms)                                       \
-  do {                                                          \
-    uint64_t rt_end_ = rt_now_ms() + (uint64_t)(ms);            \
-    while (!(cond) && rt_now_ms() < rt_end_) rt_nap_ms(10);     \
-  } while (0)
-
 /* Test options: the library defaults plus a client name. */
 void rt_options(qorb_redis_options_t *o, const char *client_name);
 
 /*
  * A pool over `backends` with options `o`, on `loop` (NULL: a thread of
  * the pool's own). `tweak`, if not NULL, adjusts the policy, which starts
- * from the library defaults with quick backoff (min 20 ms, max 200 ms).
+ * from itest_policy() (quick backoff; RT_VERBOSE=1 shows the pool's log).
  * Fails the test on error.
  */
 qorb_pool_t *rt_pool(const char *backends, const qorb_redis_options_t *o,
                      struct ev_loop *loop, void (*tweak)(qorb_policy_t *));
 
-/* Close a pool on its own thread and assert it worked. */
-void rt_close(qorb_pool_t *pool);
-
 /* Close a pool on the application's `loop` and run the loop until it has
  * closed. Asserts that the loop then has no active watcher left (ev_run
  * returned on its own) within a bound. */
 void rt_close_on_loop(qorb_pool_t *pool, struct ev_loop *loop);
-
-/* Stats of one backend by its "host:port" text: 0, or -1 when unknown. */
-int rt_backend(qorb_pool_t *pool, const char *addr, qorb_backend_stats_t *out);
-int rt_online(qorb_pool_t *pool, const char *addr);
-unsigned rt_idle(qorb_pool_t *pool, const char *addr);
-uint64_t rt_claims(qorb_pool_t *pool, const char *addr);
-uint64_t rt_connects(qorb_pool_t *pool, const char *addr);
-uint64_t rt_failures(qorb_pool_t *pool, const char *addr);
-const char *rt_last_error(qorb_pool_t *pool, const char *addr, char *buf,
-                          size_t len);
-unsigned rt_total_idle(qorb_pool_t *pool);
 
 /* An admin connection to "host:port" (blocking, 5 s timeouts, AUTH for
  * server p). Fails the test if it cannot connect. */

@@ -113,20 +113,20 @@ static void test_blocking_threads(void **state) {
   }
   assert_int_equal(atomic_load(&errors), 0);
   /* Both backends served claims. */
-  assert_true(rt_claims(pool, RT_A) > 0);
-  assert_true(rt_claims(pool, RT_B) > 0);
-  assert_int_equal(rt_claims(pool, RT_A) + rt_claims(pool, RT_B),
+  assert_true(itest_claims(pool, RT_A) > 0);
+  assert_true(itest_claims(pool, RT_B) > 0);
+  assert_int_equal(itest_claims(pool, RT_A) + itest_claims(pool, RT_B),
                    THREADS * ROUNDS);
-  assert_int_equal(rt_failures(pool, RT_A), 0);
-  assert_int_equal(rt_failures(pool, RT_B), 0);
+  assert_int_equal(itest_failures(pool, RT_A), 0);
+  assert_int_equal(itest_failures(pool, RT_B), 0);
   /* The client name is set on every connection of the pool. */
   assert_true(rt_count_clients(RT_A, "qorb-claims") >= 1);
   assert_true(rt_count_clients(RT_B, "qorb-claims") >= 1);
-  rt_close(pool);
+  itest_close(pool);
   /* Nothing left behind on the servers. */
-  RT_WAIT(rt_count_clients(RT_A, "qorb-claims") == 0 &&
-              rt_count_clients(RT_B, "qorb-claims") == 0,
-          5000);
+  ITEST_WAIT(rt_count_clients(RT_A, "qorb-claims") == 0 &&
+                 rt_count_clients(RT_B, "qorb-claims") == 0,
+             5000);
   assert_int_equal(rt_count_clients(RT_A, "qorb-claims"), 0);
   assert_int_equal(rt_count_clients(RT_B, "qorb-claims"), 0);
 }
@@ -223,13 +223,14 @@ static void test_async_loop(void **state) {
   o.flavour = QORB_REDIS_ASYNC;
   s.pool = rt_pool(RT_AB, &o, s.loop, tweak_8);
   for (i = 0; i < CHAINS; i++) chain_next(&s);
-  end = rt_now_ms() + 60000;
-  while (!s.done && rt_now_ms() < end) rt_loop_for(s.loop, 50);
+  end = itest_now_ms() + 60000;
+  while (!s.done && itest_now_ms() < end)
+    rt_loop_for(s.loop, 50);
   assert_true(s.done);
   assert_int_equal(s.finished, ASYNC_OPS);
   assert_int_equal(s.errors, 0);
-  assert_true(rt_claims(s.pool, RT_A) > 0);
-  assert_true(rt_claims(s.pool, RT_B) > 0);
+  assert_true(itest_claims(s.pool, RT_A) > 0);
+  assert_true(itest_claims(s.pool, RT_B) > 0);
   assert_true(rt_count_clients(RT_A, "qorb-claims-async") >= 1);
   {
     /* Keepalive is on for the async flavour too. */
@@ -245,9 +246,9 @@ static void test_async_loop(void **state) {
   }
   rt_close_on_loop(s.pool, s.loop);
   ev_loop_destroy(s.loop);
-  RT_WAIT(rt_count_clients(RT_A, "qorb-claims-async") == 0 &&
-              rt_count_clients(RT_B, "qorb-claims-async") == 0,
-          5000);
+  ITEST_WAIT(rt_count_clients(RT_A, "qorb-claims-async") == 0 &&
+                 rt_count_clients(RT_B, "qorb-claims-async") == 0,
+             5000);
   assert_int_equal(rt_count_clients(RT_A, "qorb-claims-async"), 0);
   assert_int_equal(rt_count_clients(RT_B, "qorb-claims-async"), 0);
 }
@@ -283,7 +284,7 @@ static void test_session_settings(void **state) {
   freeReplyObject(r);
   assert_string_equal(qorb_claim_addr(cl)->text, RT_P);
   assert_int_equal(qorb_release(cl), 0);
-  rt_close(pool);
+  itest_close(pool);
 }
 
 /* An IPv6 backend, both flavours, and keepalive off when asked. */
@@ -311,7 +312,7 @@ static void test_ipv6(void **state) {
                    0);
   assert_false(ka);
   qorb_release(cl);
-  rt_close(pool);
+  itest_close(pool);
 
   o.flavour = QORB_REDIS_ASYNC;
   pool = rt_pool(RT_B6, &o, loop, NULL);
@@ -338,7 +339,7 @@ static void test_connect_never_blocks_loop(void **state) {
   assert_int_equal(rt_servers("freeze b"), 0);
   rt_options(&o, "qorb-nonblock");
   pool = rt_pool(RT_AB, &o, NULL, NULL);
-  t0 = rt_now_ms();
+  t0 = itest_now_ms();
   for (i = 0; i < 50; i++) {
     redisReply *r;
     assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
@@ -349,9 +350,9 @@ static void test_connect_never_blocks_loop(void **state) {
     qorb_release(cl);
   }
   /* Far below the 5 s connect timeout that the b connects sit in. */
-  assert_true(rt_now_ms() - t0 < 4000);
-  assert_int_equal(rt_online(pool, RT_B), 0);
-  rt_close(pool);
+  assert_true(itest_now_ms() - t0 < 4000);
+  assert_int_equal(itest_online(pool, RT_B), 0);
+  itest_close(pool);
   assert_int_equal(rt_servers("thaw b"), 0);
 }
 

@@ -78,28 +78,32 @@ static void kill_idle(qorb_redis_flavour_t flavour, const char *name) {
   o.flavour = flavour;
   if (flavour == QORB_REDIS_ASYNC) loop = ev_loop_new(EVFLAG_AUTO);
   pool = rt_pool(RT_A, &o, loop, tweak_checks);
-#define PUMP(cond, ms)                                              \
-  do {                                                              \
-    uint64_t end_ = rt_now_ms() + (ms);                             \
-    while (!(cond) && rt_now_ms() < end_) {                         \
-      if (loop != NULL) rt_loop_for(loop, 10); else rt_nap_ms(10);  \
-    }                                                               \
+#define PUMP(cond, ms)                                                         \
+  do {                                                                         \
+    uint64_t end_ = itest_now_ms() + (ms);                                     \
+    while (!(cond) && itest_now_ms() < end_) {                                 \
+      if (loop != NULL)                                                        \
+        rt_loop_for(loop, 10);                                                 \
+      else                                                                     \
+        itest_nap_ms(10);                                                      \
+    }                                                                          \
   } while (0)
 
-  PUMP(rt_idle(pool, RT_A) == 4 && rt_count_clients(RT_A, name) == 4, 10000);
-  assert_int_equal(rt_idle(pool, RT_A), 4);
-  connects = rt_connects(pool, RT_A);
-  failures = rt_failures(pool, RT_A);
+  PUMP(itest_idle(pool, RT_A) == 4 && rt_count_clients(RT_A, name) == 4, 10000);
+  assert_int_equal(itest_idle(pool, RT_A), 4);
+  connects = itest_connects(pool, RT_A);
+  failures = itest_failures(pool, RT_A);
   n = rt_client_ids(RT_A, name, ids, 8);
   assert_int_equal(n, 4);
   for (i = 0; i < n; i++) assert_int_equal(rt_kill_client(RT_A, ids[i]), 1);
 
   /* The health checks find them dead; the pool connects replacements. */
-  PUMP(rt_connects(pool, RT_A) >= connects + 4 && rt_idle(pool, RT_A) == 4,
+  PUMP(itest_connects(pool, RT_A) >= connects + 4 &&
+           itest_idle(pool, RT_A) == 4,
        10000);
-  assert_true(rt_connects(pool, RT_A) >= connects + 4);
-  assert_int_equal(rt_idle(pool, RT_A), 4);
-  assert_true(rt_failures(pool, RT_A) >= failures + 4);
+  assert_true(itest_connects(pool, RT_A) >= connects + 4);
+  assert_int_equal(itest_idle(pool, RT_A), 4);
+  assert_true(itest_failures(pool, RT_A) >= failures + 4);
   assert_int_equal(rt_client_ids(RT_A, name, now_ids, 8), 4);
   for (i = 0; i < 4; i++)
     for (j = 0; j < 4; j++) assert_true(now_ids[i] != ids[j]);
@@ -118,9 +122,9 @@ static void kill_idle(qorb_redis_flavour_t flavour, const char *name) {
     ev_loop_destroy(loop);
   } else {
     claims_all_ok(pool, 20, NULL);
-    rt_close(pool);
+    itest_close(pool);
   }
-  RT_WAIT(rt_count_clients(RT_A, name) == 0, 5000);
+  ITEST_WAIT(rt_count_clients(RT_A, name) == 0, 5000);
   assert_int_equal(rt_count_clients(RT_A, name), 0);
 #undef PUMP
 }
@@ -146,8 +150,8 @@ static void test_kill_claimed_blocking(void **state) {
 
   rt_options(&o, "qorb-kill-claimed");
   pool = rt_pool(RT_A, &o, NULL, tweak_checks);
-  RT_WAIT(rt_idle(pool, RT_A) == 4, 10000);
-  connects = rt_connects(pool, RT_A);
+  ITEST_WAIT(itest_idle(pool, RT_A) == 4, 10000);
+  connects = itest_connects(pool, RT_A);
   assert_int_equal(qorb_pool_claim_wait(pool, 5000, &cl), 0);
   c = qorb_redis_ctx(cl);
   id = rt_cmd_int(c, "CLIENT ID");
@@ -157,11 +161,12 @@ static void test_kill_claimed_blocking(void **state) {
   assert_true(c->err != 0);
   /* ...and a plain release is enough: the pool sees the error. */
   assert_int_equal(qorb_release(cl), 0);
-  RT_WAIT(rt_connects(pool, RT_A) >= connects + 1 && rt_idle(pool, RT_A) == 4,
-          10000);
-  assert_true(rt_connects(pool, RT_A) >= connects + 1);
+  ITEST_WAIT(itest_connects(pool, RT_A) >= connects + 1 &&
+                 itest_idle(pool, RT_A) == 4,
+             10000);
+  assert_true(itest_connects(pool, RT_A) >= connects + 1);
   claims_all_ok(pool, 20, NULL);
-  rt_close(pool);
+  itest_close(pool);
 }
 
 static void test_kill_claimed_async(void **state) {
@@ -189,15 +194,16 @@ static void test_kill_claimed_async(void **state) {
   assert_null(qorb_redis_async(cl));
   assert_int_equal(qorb_release(cl), 0);
   /* Later claims work (on other connections). */
-  end = rt_now_ms() + 5000;
-  while (rt_now_ms() < end) {
+  end = itest_now_ms() + 5000;
+  while (itest_now_ms() < end) {
     assert_int_equal(rt_loop_claim(pool, loop, 5000, &cl), 0);
     assert_non_null(qorb_redis_async(cl));
     assert_int_equal(
         rt_loop_cmd(loop, qorb_redis_async(cl), 5000, &r, "CLIENT ID"), 0);
     assert_true(r.integer != id);
     assert_int_equal(qorb_release(cl), 0);
-    if (rt_idle(pool, RT_A) == 4) break;
+    if (itest_idle(pool, RT_A) == 4)
+      break;
     rt_loop_for(loop, 10);
   }
   rt_close_on_loop(pool, loop);
@@ -216,35 +222,35 @@ static void test_restart(void **state) {
 
   rt_options(&o, "qorb-restart");
   pool = rt_pool(RT_AB, &o, NULL, tweak_checks);
-  RT_WAIT(rt_online(pool, RT_A) && rt_online(pool, RT_B) &&
-              rt_total_idle(pool) == 4,
-          10000);
-  assert_true(rt_online(pool, RT_A) && rt_online(pool, RT_B));
-  connects = rt_connects(pool, RT_A);
+  ITEST_WAIT(itest_online(pool, RT_A) && itest_online(pool, RT_B) &&
+                 itest_total_idle(pool) == 4,
+             10000);
+  assert_true(itest_online(pool, RT_A) && itest_online(pool, RT_B));
+  connects = itest_connects(pool, RT_A);
 
   assert_int_equal(rt_servers("restart a"), 0);
 
   /* Claims keep working meanwhile; a connection that still points at the
    * old process fails once, is released and closed. */
-  end = rt_now_ms() + 15000;
-  while (rt_now_ms() < end &&
-         !(rt_online(pool, RT_A) && rt_connects(pool, RT_A) > connects)) {
+  end = itest_now_ms() + 15000;
+  while (itest_now_ms() < end &&
+         !(itest_online(pool, RT_A) && itest_connects(pool, RT_A) > connects)) {
     qorb_claim_t *cl;
     if (qorb_pool_claim_wait(pool, 2000, &cl) != 0) continue;
     if (!ping_ok(qorb_redis_ctx(cl))) stale++;
     qorb_release(cl);
-    rt_nap_ms(5);
+    itest_nap_ms(5);
   }
-  assert_true(rt_connects(pool, RT_A) > connects);
-  assert_true(rt_online(pool, RT_A));
-  assert_true(rt_failures(pool, RT_A) > 0);
+  assert_true(itest_connects(pool, RT_A) > connects);
+  assert_true(itest_online(pool, RT_A));
+  assert_true(itest_failures(pool, RT_A) > 0);
 
   /* Hold every slot at once, so that a's (claims prefer the backend with
    * fewer recent failures) are used too: every one works, at most each
    * stale connection failing once more on the way. */
-  end = rt_now_ms() + 15000;
+  end = itest_now_ms() + 15000;
   n = 0;
-  while (n < 4 && rt_now_ms() < end) {
+  while (n < 4 && itest_now_ms() < end) {
     if (qorb_pool_claim_wait(pool, 2000, &held[n]) != 0) continue;
     if (ping_ok(qorb_redis_ctx(held[n]))) {
       n++;
@@ -262,7 +268,7 @@ static void test_restart(void **state) {
   /* At most every connection to a once (4 slots over two backends). */
   assert_true(stale <= 4);
   claims_all_ok(pool, 40, NULL);
-  rt_close(pool);
+  itest_close(pool);
 }
 
 /* ------------------------------------------------------------------ */
@@ -284,12 +290,12 @@ static void test_hung_backend(void **state) {
   rt_options(&ao, "qorb-hung-async");
   ao.flavour = QORB_REDIS_ASYNC;
   apool = rt_pool(RT_AB, &ao, loop, tweak_checks);
-  end = rt_now_ms() + 10000;
-  while (!(rt_online(pool, RT_A) && rt_online(pool, RT_B) &&
-           rt_online(apool, RT_B)) &&
-         rt_now_ms() < end)
+  end = itest_now_ms() + 10000;
+  while (!(itest_online(pool, RT_A) && itest_online(pool, RT_B) &&
+           itest_online(apool, RT_B)) &&
+         itest_now_ms() < end)
     rt_loop_for(loop, 10);
-  assert_true(rt_online(pool, RT_B) && rt_online(apool, RT_B));
+  assert_true(itest_online(pool, RT_B) && itest_online(apool, RT_B));
 
   /* Hold a connection to b, to see a claimant's command time out. */
   for (i = 0; i < 50 && held == NULL; i++) {
@@ -306,22 +312,22 @@ static void test_hung_backend(void **state) {
 
   /* The claimant's command is bounded by command_timeout_ms. */
   c = qorb_redis_ctx(held);
-  t0 = rt_now_ms();
+  t0 = itest_now_ms();
   assert_false(ping_ok(c));
-  assert_true(rt_now_ms() - t0 < 3000);
+  assert_true(itest_now_ms() - t0 < 3000);
   assert_true(c->err != 0);
   assert_int_equal(qorb_release(held), 0); /* closed: the context failed */
 
   /* Health checks time out; reconnects time out; b goes offline in both
    * pools while a keeps serving. */
-  end = rt_now_ms() + 15000;
-  while ((rt_online(pool, RT_B) || rt_online(apool, RT_B)) &&
-         rt_now_ms() < end)
+  end = itest_now_ms() + 15000;
+  while ((itest_online(pool, RT_B) || itest_online(apool, RT_B)) &&
+         itest_now_ms() < end)
     rt_loop_for(loop, 10);
-  assert_false(rt_online(pool, RT_B));
-  assert_false(rt_online(apool, RT_B));
-  assert_true(rt_online(pool, RT_A));
-  rt_last_error(pool, RT_B, err, sizeof(err));
+  assert_false(itest_online(pool, RT_B));
+  assert_false(itest_online(apool, RT_B));
+  assert_true(itest_online(pool, RT_A));
+  itest_last_error(pool, RT_B, err, sizeof(err));
   assert_true(err[0] != '\0');
   from_a = claims_all_ok(pool, 30, RT_A);
   assert_int_equal(from_a, 30);
@@ -336,13 +342,13 @@ static void test_hung_backend(void **state) {
   }
 
   assert_int_equal(rt_servers("thaw b"), 0);
-  end = rt_now_ms() + 15000;
-  while (!(rt_online(pool, RT_B) && rt_online(apool, RT_B)) &&
-         rt_now_ms() < end)
+  end = itest_now_ms() + 15000;
+  while (!(itest_online(pool, RT_B) && itest_online(apool, RT_B)) &&
+         itest_now_ms() < end)
     rt_loop_for(loop, 10);
-  assert_true(rt_online(pool, RT_B));
-  assert_true(rt_online(apool, RT_B));
-  rt_close(pool);
+  assert_true(itest_online(pool, RT_B));
+  assert_true(itest_online(apool, RT_B));
+  itest_close(pool);
   rt_close_on_loop(apool, loop);
   ev_loop_destroy(loop);
 }
@@ -361,18 +367,18 @@ static void expect_refused(const qorb_redis_options_t *o, const char *addr,
   if (o->flavour == QORB_REDIS_ASYNC) loop = ev_loop_new(EVFLAG_AUTO);
   pool = rt_pool(addr, o, loop, tweak_fail_fast);
   if (loop != NULL) {
-    uint64_t end = rt_now_ms() + 5000;
-    while (rt_failures(pool, addr) == 0 && rt_now_ms() < end)
+    uint64_t end = itest_now_ms() + 5000;
+    while (itest_failures(pool, addr) == 0 && itest_now_ms() < end)
       rt_loop_for(loop, 10);
     rc = rt_loop_claim(pool, loop, 1000, &cl);
   } else {
-    RT_WAIT(rt_failures(pool, addr) > 0, 5000);
+    ITEST_WAIT(itest_failures(pool, addr) > 0, 5000);
     rc = qorb_pool_claim_wait(pool, 1000, &cl);
   }
   assert_true(rc == QORB_ENOTONLINE || rc == QORB_EALLINUSE);
-  assert_true(rt_failures(pool, addr) > 0);
-  assert_false(rt_online(pool, addr));
-  rt_last_error(pool, addr, err, sizeof(err));
+  assert_true(itest_failures(pool, addr) > 0);
+  assert_false(itest_online(pool, addr));
+  itest_last_error(pool, addr, err, sizeof(err));
   if (strcasestr(err, text) == NULL)
     fprintf(stderr, "last_error '%s' lacks '%s'\n", err, text);
   assert_non_null(strcasestr(err, text));
@@ -380,7 +386,7 @@ static void expect_refused(const qorb_redis_options_t *o, const char *addr,
     rt_close_on_loop(pool, loop);
     ev_loop_destroy(loop);
   } else {
-    rt_close(pool);
+    itest_close(pool);
   }
 }
 
@@ -407,7 +413,7 @@ static void test_auth(void **state) {
   o.password = RT_PASSWORD;
   pool = rt_pool(RT_P, &o, NULL, NULL);
   claims_all_ok(pool, 5, RT_P);
-  rt_close(pool);
+  itest_close(pool);
 }
 
 static void test_refused_port(void **state) {

@@ -208,8 +208,8 @@ static void run_blocking_cases(qorb_redis_recycle_t mode) {
 
   /* Nothing of the dirty states ever counted as a backend failure except
    * the connections closed on purpose, which are not failures either. */
-  assert_true(rt_online(pool, RT_A));
-  rt_close(pool);
+  assert_true(itest_online(pool, RT_A));
+  itest_close(pool);
   redisFree(admin);
 }
 
@@ -250,7 +250,7 @@ static void test_blocking_none(void **state) {
   c = claim(pool, &cl);
   assert_true(client_id(c) != id);
   assert_int_equal(qorb_release(cl), 0);
-  rt_close(pool);
+  itest_close(pool);
 }
 
 /* ---------------------------------------------------------------------

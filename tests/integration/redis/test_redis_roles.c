@@ -87,19 +87,20 @@ static void test_roles(void **state) {
   replica = role_pool(QORB_REDIS_ROLE_REPLICA, "qorb-role-replica");
   any = role_pool(QORB_REDIS_ROLE_ANY, "qorb-role-any");
 
-  RT_WAIT(rt_online(master, RT_A) && rt_failures(master, RT_R) > 0 &&
-              rt_online(replica, RT_R) && rt_failures(replica, RT_A) > 0 &&
-              rt_online(any, RT_A) && rt_online(any, RT_R),
-          10000);
-  assert_true(rt_online(master, RT_A));
-  assert_false(rt_online(master, RT_R));
-  assert_true(rt_online(replica, RT_R));
-  assert_false(rt_online(replica, RT_A));
-  assert_true(rt_online(any, RT_A));
-  assert_true(rt_online(any, RT_R));
-  rt_last_error(master, RT_R, err, sizeof(err));
+  ITEST_WAIT(itest_online(master, RT_A) && itest_failures(master, RT_R) > 0 &&
+                 itest_online(replica, RT_R) &&
+                 itest_failures(replica, RT_A) > 0 && itest_online(any, RT_A) &&
+                 itest_online(any, RT_R),
+             10000);
+  assert_true(itest_online(master, RT_A));
+  assert_false(itest_online(master, RT_R));
+  assert_true(itest_online(replica, RT_R));
+  assert_false(itest_online(replica, RT_A));
+  assert_true(itest_online(any, RT_A));
+  assert_true(itest_online(any, RT_R));
+  itest_last_error(master, RT_R, err, sizeof(err));
   assert_non_null(strstr(err, "wants a master"));
-  rt_last_error(replica, RT_A, err, sizeof(err));
+  itest_last_error(replica, RT_A, err, sizeof(err));
   assert_non_null(strstr(err, "wants a replica"));
 
   assert_int_equal(claims_from(master, 40, RT_A), 40);
@@ -108,29 +109,29 @@ static void test_roles(void **state) {
   /* Promote r: the master pool follows, the replica pool is left with
    * nothing. */
   set_replica(0);
-  RT_WAIT(rt_online(master, RT_R) && !rt_online(replica, RT_R), 10000);
-  assert_true(rt_online(master, RT_R));
-  assert_true(rt_online(master, RT_A));
-  assert_false(rt_online(replica, RT_R));
-  RT_WAIT(try_claim_status(replica) == QORB_ENOTONLINE, 10000);
+  ITEST_WAIT(itest_online(master, RT_R) && !itest_online(replica, RT_R), 10000);
+  assert_true(itest_online(master, RT_R));
+  assert_true(itest_online(master, RT_A));
+  assert_false(itest_online(replica, RT_R));
+  ITEST_WAIT(try_claim_status(replica) == QORB_ENOTONLINE, 10000);
   rc = qorb_pool_claim_wait(replica, 1000, &cl);
   assert_int_equal(rc, QORB_ENOTONLINE);
-  rt_last_error(replica, RT_R, err, sizeof(err));
+  itest_last_error(replica, RT_R, err, sizeof(err));
   assert_non_null(strstr(err, "wants a replica"));
   /* The master pool may now claim from both. */
   assert_true(claims_from(master, 40, RT_A) <= 40);
 
   /* Back to a replica: both pools recover. */
   set_replica(1);
-  RT_WAIT(rt_online(replica, RT_R) && !rt_online(master, RT_R), 10000);
-  assert_true(rt_online(replica, RT_R));
-  assert_false(rt_online(master, RT_R));
+  ITEST_WAIT(itest_online(replica, RT_R) && !itest_online(master, RT_R), 10000);
+  assert_true(itest_online(replica, RT_R));
+  assert_false(itest_online(master, RT_R));
   assert_int_equal(claims_from(replica, 20, RT_R), 20);
   assert_int_equal(claims_from(master, 20, RT_A), 20);
 
-  rt_close(master);
-  rt_close(replica);
-  rt_close(any);
+  itest_close(master);
+  itest_close(replica);
+  itest_close(any);
 }
 
 /* The async flavour checks the role the same way. */
@@ -146,12 +147,12 @@ static void test_roles_async(void **state) {
   o.flavour = QORB_REDIS_ASYNC;
   o.role = QORB_REDIS_ROLE_REPLICA;
   pool = rt_pool(AR, &o, loop, tweak_roles);
-  end = rt_now_ms() + 10000;
-  while (!(rt_online(pool, RT_R) && rt_failures(pool, RT_A) > 0) &&
-         rt_now_ms() < end)
+  end = itest_now_ms() + 10000;
+  while (!(itest_online(pool, RT_R) && itest_failures(pool, RT_A) > 0) &&
+         itest_now_ms() < end)
     rt_loop_for(loop, 10);
-  assert_true(rt_online(pool, RT_R));
-  assert_false(rt_online(pool, RT_A));
+  assert_true(itest_online(pool, RT_R));
+  assert_false(itest_online(pool, RT_A));
   for (i = 0; i < 20; i++) {
     qorb_claim_t *cl;
     rt_reply_t r;

@@ -72,7 +72,7 @@ static void test_blocking(void **state) {
     rt_cmd_status(c, "OK", "SET tls:key v%d", i);
     assert_int_equal(qorb_release(cl), 0);
   }
-  rt_close(pool);
+  itest_close(pool);
   redisFreeSSLContext(ssl);
 }
 
@@ -116,13 +116,13 @@ static void test_untrusted(void **state) {
   rt_options(&o, "qorb-tls-bad");
   o.tls = (struct redisSSLContext *)ssl;
   pool = rt_pool(RT_T, &o, NULL, tweak);
-  RT_WAIT(rt_failures(pool, RT_T) > 0, 5000);
+  ITEST_WAIT(itest_failures(pool, RT_T) > 0, 5000);
   rc = qorb_pool_claim_wait(pool, 500, &cl);
   assert_true(rc == QORB_ENOTONLINE || rc == QORB_EALLINUSE);
-  rt_last_error(pool, RT_T, err, sizeof(err));
+  itest_last_error(pool, RT_T, err, sizeof(err));
   fprintf(stderr, "untrusted: %s\n", err);
   assert_true(err[0] != '\0');
-  rt_close(pool);
+  itest_close(pool);
   redisFreeSSLContext(ssl);
 }
 

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * itest.h: what the integration tests of every connector share (the
+ * qorb-pg and qorb-redis suites, through their pg_testlib and
+ * redis_testlib): running the suite's server script, the test pools'
+ * policy and construction, bounded waits on a condition that another
+ * thread (the pool's) changes, and lookups in the pool's stats by backend
+ * address. The helpers that fail the test do so through cmocka.
+ */
+#ifndef QORB_TEST_ITEST_H
+#define QORB_TEST_ITEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <qorb/qorb.h>
+
+/* Milliseconds on the monotonic clock. */
+uint64_t itest_now_ms(void);
+
+/* Sleep a little: the step of every bounded wait loop. */
+void itest_nap_ms(unsigned ms);
+
+/*
+ * Wait until `cond` is true, polling every 10 ms, at most `ms`
+ * milliseconds. The caller asserts the condition afterwards.
+ */
+#define ITEST_WAIT(cond, ms)                                                   \
+  do {                                                                         \
+    uint64_t itest_end_ = itest_now_ms() + (uint64_t)(ms);                     \
+    while (!(cond) && itest_now_ms() < itest_end_)                             \
+      itest_nap_ms(10);                                                        \
+  } while (0)
+
+/*
+ * Run `sh SCRIPT TESTBED ARGS` (a suite's server script on its test bed
+ * folder); returns its exit status (0 = success) and says so on stderr
+ * when it failed.
+ */
+int itest_script(const char *script, const char *testbed, const char *args);
+
+/*
+ * The test pools' policy: the library defaults, `name`, quick backoff
+ * (min 20 ms, max 200 ms, spread 20 ms), and the pool's log on stderr when
+ * the environment variable `verbose_env` is set (e.g. PGT_VERBOSE=1).
+ * `verbose_env` must outlive the pool (a string literal).
+ */
+void itest_policy(qorb_policy_t *pol, const char *name,
+                  const char *verbose_env);
+
+/*
+ * A pool over a static resolver for `backends` and `connector`, on `loop`
+ * (NULL: a thread of the pool's own). Returns 0 or the failing call's code,
+ * after printing why on stderr. Ownership: `connector` is transferred (the
+ * pool's on success, freed here on failure).
+ */
+int itest_pool_new(qorb_pool_t **pool, const char *backends,
+                   qorb_connector_t *connector, struct ev_loop *loop,
+                   const qorb_policy_t *pol);
+
+/* Close a pool (blocking when it runs its own thread) and assert it
+ * worked. NULL is ignored. */
+void itest_close(qorb_pool_t *pool);
+
+/*
+ * Stats of one backend by its "host:port" text. Returns 0 and fills `out`
+ * (if not NULL), or -1 if the pool does not know it. `pool_out`, if not
+ * NULL, receives the pool's own stats. Asserts that the snapshot worked.
+ */
+int itest_backend(qorb_pool_t *pool, const char *addr,
+                  qorb_backend_stats_t *out, qorb_pool_stats_t *pool_out);
+
+/* Shorthands over itest_backend(): 0 when the backend is unknown. */
+int itest_online(qorb_pool_t *pool, const char *addr);
+unsigned itest_idle(qorb_pool_t *pool, const char *addr);
+uint64_t itest_claims(qorb_pool_t *pool, const char *addr);
+uint64_t itest_connects(qorb_pool_t *pool, const char *addr);
+uint64_t itest_failures(qorb_pool_t *pool, const char *addr);
+
+/* Idle slots over all backends. */
+unsigned itest_total_idle(qorb_pool_t *pool);
+
+/* The backend's last_error, copied into `buf` ("" when unknown). */
+const char *itest_last_error(qorb_pool_t *pool, const char *addr, char *buf,
+                             size_t len);
+
+#endif /* QORB_TEST_ITEST_H */
