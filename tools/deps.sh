@@ -17,7 +17,7 @@ packages=(
   libev-dev libc-ares-dev libpq-dev libhiredis-dev libcmocka-dev
   systemtap-sdt-dev
   postgresql-15 redis-server pgbouncer nutcracker unbound
-  procps iproute2
+  procps iproute2 gdb binutils
 )
 
 missing=()
