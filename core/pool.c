@@ -1180,7 +1180,6 @@ static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
 static void slot_life_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   qorb_claim_t *s = QORB_CONTAINER_OF(t, qorb_claim_t, life);
   qorb_pool_t *p = s->pool;
-  int idle = 0;
   (void)revents;
   ev_timer_stop(loop, t);
   if (s->retiring) return;
@@ -1197,7 +1196,6 @@ static void slot_life_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   pool_log(p, QORB_LOG_DEBUG, "connection %u to %s reached its lifetime",
            s->index, s->backend->addr.text);
   pool_rebalance(p);
-  (void)idle;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1303,7 +1301,7 @@ static void backend_shrink(qorb_pool_t *p, struct qorb__backend *b) {
  * kept for it rather than lent to the others, so that nothing opened now
  * has to be closed a moment later when it comes up.
  */
-static unsigned pool_set_targets(qorb_pool_t *p, struct qorb__backend **share,
+static void pool_set_targets(qorb_pool_t *p, struct qorb__backend **share,
                                  unsigned *nshare_out,
                                  struct qorb__backend **off,
                                  unsigned *noff_out) {
@@ -1356,7 +1354,7 @@ static unsigned pool_set_targets(qorb_pool_t *p, struct qorb__backend **share,
     if (probes > noff) probes = noff;
     for (i = 0; i < noff; i++) off[i]->target = i < probes ? 1 : 0;
     budget = p->policy.max_slots - probes;
-    if (nshare == 0) return demand;
+    if (nshare == 0) return;
     total = demand < budget ? demand : budget;
     if (total < nmin) total = nmin;
   }
@@ -1376,7 +1374,6 @@ static unsigned pool_set_targets(qorb_pool_t *p, struct qorb__backend **share,
   }
   for (k = 0; k < nshare; k++)
     if (share[k]->nconnected == 0 && share[k]->target > 1) share[k]->target = 1;
-  return demand;
 }
 
 static void pool_rebalance(qorb_pool_t *p) {

@@ -200,51 +200,45 @@ static void test_close_in_backoff(void **state) {
   fx_finish(&fx);
 }
 
-static void test_close_while_checking(void **state) {
+/*
+ * Close with one op hung in flight on backend A: the op is aborted (the
+ * connector's close runs once, its completion never), and close finishes.
+ * The op's own timeout is long, so only close can end it.
+ */
+static void close_while(fc_op_t op, int dirty_release) {
   fx_t fx;
-  (void)state;
   fx_init(&fx, 0, 0);
-  fx.policy.health_interval_ms = 20;
+  fx.policy.health_interval_ms = op == FC_CHECK ? 20 : 0;
   fx.policy.health_check_timeout_ms = 10000;
-  fake_connector_set(fx.fc, NULL, FC_CHECK, fc_hang());
+  fx.policy.acquire_timeout_ms = 10000;
+  fx.policy.recycle_timeout_ms = 10000;
+  fake_connector_set(fx.fc, NULL, op, fc_hang());
   fx_start(&fx);
   fx_set(&fx, A);
-  PUMP_UNTIL(fx.loop, fake_connector_pending(fx.fc, A, FC_CHECK) != NULL, 2000);
+  if (dirty_release) {
+    qorb_claim_t *c = fx_claim(&fx);
+    fake_conn_set_dirty(fx_conn(c), 1);
+    fx_release(c);
+  }
+  PUMP_UNTIL(fx.loop, fake_connector_pending(fx.fc, A, op) != NULL, 2000);
   fx_close(&fx);
-  assert_int_equal(cnt(&fb(&fx, A)->n.aborts_by_op[FC_CHECK]), 1);
+  assert_int_equal(cnt(&fb(&fx, A)->n.aborts_by_op[op]), 1);
   fx_finish(&fx);
+}
+
+static void test_close_while_checking(void **state) {
+  (void)state;
+  close_while(FC_CHECK, 0);
 }
 
 static void test_close_while_preparing(void **state) {
-  fx_t fx;
   (void)state;
-  fx_init(&fx, 0, 0);
-  fx.policy.acquire_timeout_ms = 10000;
-  fake_connector_set(fx.fc, NULL, FC_PREPARE, fc_hang());
-  fx_start(&fx);
-  fx_set(&fx, A);
-  PUMP_UNTIL(fx.loop, fake_connector_pending(fx.fc, A, FC_PREPARE) != NULL, 2000);
-  fx_close(&fx);
-  assert_int_equal(cnt(&fb(&fx, A)->n.aborts_by_op[FC_PREPARE]), 1);
-  fx_finish(&fx);
+  close_while(FC_PREPARE, 0);
 }
 
 static void test_close_while_recycling(void **state) {
-  fx_t fx;
-  qorb_claim_t *c;
   (void)state;
-  fx_init(&fx, 0, 0);
-  fx.policy.recycle_timeout_ms = 10000;
-  fake_connector_set(fx.fc, NULL, FC_RECYCLE, fc_hang());
-  fx_start(&fx);
-  fx_set(&fx, A);
-  c = fx_claim(&fx);
-  fake_conn_set_dirty(fx_conn(c), 1);
-  fx_release(c);
-  PUMP_UNTIL(fx.loop, fake_connector_pending(fx.fc, A, FC_RECYCLE) != NULL, 2000);
-  fx_close(&fx);
-  assert_int_equal(cnt(&fb(&fx, A)->n.aborts_by_op[FC_RECYCLE]), 1);
-  fx_finish(&fx);
+  close_while(FC_RECYCLE, 1);
 }
 
 /* Everything at once: idle, claimed, waiting, connecting, slow, backing
