@@ -7,6 +7,7 @@
 
 #include "pg_testlib.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,9 +29,44 @@ int pgt_servers(const char *args) {
 
 const char *pgt_server_cert(void) { return PGT_TESTBED "/server.crt"; }
 
+/*
+ * Every test program gets an application_name of its own: the suites run
+ * in parallel against the same servers, and a test that counts or kills
+ * "its" sessions must not see another program's.
+ */
+const char *pgt_app_name(void) {
+  static char name[64];
+  if (name[0] == '\0')
+    snprintf(name, sizeof(name), "qorb_%s", program_invocation_short_name);
+  return name;
+}
+
 void pgt_options(qorb_pg_options_t *o) {
+  static char conninfo[160];
   qorb_pg_options_init(o);
-  o->conninfo = "user=postgres dbname=postgres application_name=qorb_test";
+  if (conninfo[0] == '\0')
+    snprintf(conninfo, sizeof(conninfo),
+             "user=postgres dbname=postgres application_name=%s",
+             pgt_app_name());
+  o->conninfo = conninfo;
+}
+
+long pgt_count_sessions(const char *addr) {
+  char sql[160];
+  snprintf(sql, sizeof(sql),
+           "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+           "'%s'",
+           pgt_app_name());
+  return pgt_admin_long(addr, sql);
+}
+
+long pgt_kill_sessions(const char *addr) {
+  char sql[192];
+  snprintf(sql, sizeof(sql),
+           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+           "WHERE application_name = '%s'",
+           pgt_app_name());
+  return pgt_admin_long(addr, sql);
 }
 
 qorb_pool_t *pgt_pool(const char *backends, const qorb_pg_options_t *o,

@@ -48,8 +48,21 @@ const char *pgt_server_cert(void);
 qorb_pool_t *pgt_pool(const char *backends, const qorb_pg_options_t *o,
                       void (*tweak)(qorb_policy_t *));
 
-/* The default test options: conninfo "user=postgres dbname=postgres". */
+/*
+ * The default test options: conninfo "user=postgres dbname=postgres
+ * application_name=<pgt_app_name()>".
+ */
 void pgt_options(qorb_pg_options_t *o);
+
+/* "qorb_<program name>": this test program's sessions, and no other's. */
+const char *pgt_app_name(void);
+
+/* How many sessions of this program `addr` has (pg_stat_activity). */
+long pgt_count_sessions(const char *addr);
+
+/* pg_terminate_backend() every session of this program on `addr`; returns
+   how many were terminated, or -1. */
+long pgt_kill_sessions(const char *addr);
 
 /*
  * Run `sql` on `conn` (blocking) and copy the first value of the first row

@@ -26,10 +26,6 @@ static void tweak(qorb_policy_t *p) {
   p->health_check_timeout_ms = 2000;
 }
 
-#define KILL_POOLED                                                      \
-  "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE " \
-  "application_name = 'qorb_test'"
-
 static uint64_t connects(qorb_pool_t *pool) {
   return itest_connects(pool, PGT_A) + itest_connects(pool, PGT_B);
 }
@@ -60,7 +56,7 @@ static void test_terminate_idle(void **state) {
   c0 = connects(pool);
   f0 = itest_failures(pool, PGT_A) + itest_failures(pool, PGT_B);
 
-  killed = pgt_admin_long(PGT_A, KILL_POOLED) + pgt_admin_long(PGT_B, KILL_POOLED);
+  killed = pgt_kill_sessions(PGT_A) + pgt_kill_sessions(PGT_B);
   fprintf(stderr, "terminated %ld idle sessions\n", killed);
   assert_true(killed >= 4);
 

@@ -119,20 +119,14 @@ static void test_eight_threads_two_backends(void **state) {
   /* Never more connections than the policy allows. */
   assert_true(st.connecting + st.idle + st.checking + st.claimed <= 8);
   /* The pool's connections, seen from the servers, are at most 8. */
-  assert_true(pgt_admin_long(PGT_A, "SELECT count(*) FROM pg_stat_activity "
-                                    "WHERE application_name = 'qorb_test'") +
-                  pgt_admin_long(PGT_B,
-                                 "SELECT count(*) FROM pg_stat_activity "
-                                 "WHERE application_name = 'qorb_test'") <=
+  assert_true(pgt_count_sessions(PGT_A) +
+                  pgt_count_sessions(PGT_B) <=
               8);
   itest_close(pool);
   /* And none are left once it is closed. */
-  ITEST_WAIT(pgt_admin_long(PGT_A, "SELECT count(*) FROM pg_stat_activity "
-                                   "WHERE application_name = 'qorb_test'") == 0,
+  ITEST_WAIT(pgt_count_sessions(PGT_A) == 0,
              5000);
-  assert_int_equal(pgt_admin_long(PGT_A,
-                                  "SELECT count(*) FROM pg_stat_activity "
-                                  "WHERE application_name = 'qorb_test'"),
+  assert_int_equal(pgt_count_sessions(PGT_A),
                    0);
 }
 
