@@ -2,7 +2,9 @@
 /*
  * alloc.c: every allocation qorb makes goes through these hooks, so that a
  * program can supply its own allocator and tests can fail the Nth
- * allocation (the out-of-memory sweeps in tests/unit).
+ * allocation (the out-of-memory sweeps in tests/unit). The core calls the
+ * qorb__ functions; connectors and resolvers outside it call the exported
+ * qorb_malloc() family, which forwards to them.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
@@ -47,6 +49,18 @@ char *qorb__strdup(const char *s) {
   if (d != NULL) memcpy(d, s, n);
   return d;
 }
+
+/* The public face of the same hook, for connectors and resolvers outside
+   the core (which cannot see internal.h). */
+void *qorb_malloc(size_t size) { return qorb__malloc(size); }
+
+void *qorb_calloc(size_t n, size_t size) { return qorb__calloc(n, size); }
+
+void *qorb_realloc(void *p, size_t size) { return qorb__realloc(p, size); }
+
+void qorb_free(void *p) { qorb__free(p); }
+
+char *qorb_strdup(const char *s) { return qorb__strdup(s); }
 
 void qorb__strlcpy(char *dst, const char *src, size_t len) {
   size_t n;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * internal.h: helpers shared by the core's files and the resolvers and
- * connectors built into libqorb: the allocator, assertions for defensive
- * branches, an intrusive list, monotonic time and the probe macro.
- * Nothing here is part of the public API.
+ * internal.h: helpers shared by the core's files and the static resolver
+ * (the code built into libqorb; the connectors see only the public
+ * headers): the allocator, assertions for defensive branches, an intrusive
+ * list, monotonic time and the probe macro. Nothing here is part of the
+ * public API.
  */
 #ifndef QORB_INTERNAL_H
 #define QORB_INTERNAL_H
@@ -62,6 +63,18 @@ static inline void qorb__list_push_back(qorb__list_t *h, qorb__list_t *n) {
   n->next = h;
   h->prev->next = n;
   h->prev = n;
+}
+/* Move every node of `src` to `dst` (initialised here); `src` ends empty. */
+static inline void qorb__list_splice(qorb__list_t *dst, qorb__list_t *src) {
+  if (qorb__list_empty(src)) {
+    qorb__list_init(dst);
+    return;
+  }
+  dst->next = src->next;
+  dst->prev = src->prev;
+  dst->next->prev = dst;
+  dst->prev->next = dst;
+  qorb__list_init(src);
 }
 static inline void qorb__list_remove(qorb__list_t *n) {
   n->prev->next = n->next;

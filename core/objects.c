@@ -4,7 +4,7 @@
  * pair a third party's op table with its context. The pool owns them once
  * qorb_pool_new() succeeds.
  */
-#include "pool_impl.h"
+#include "private.h"
 
 int qorb_connector_new(qorb_connector_t **out, const qorb_connector_ops_t *ops,
                        void *ctx) {

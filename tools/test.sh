@@ -44,9 +44,9 @@ build() {
       -DQORB_SANITIZE="$sanitize" \
       -DQORB_WERROR="$werror" \
       -DQORB_WITH_PROBES=ON \
-      -DQORB_WITH_PG=ON -DQORB_WITH_REDIS=ON -DQORB_WITH_DNS=ON \
+      -DQORB_WITH_PG=ON -DQORB_WITH_REDIS=ON \
       -DQORB_BUILD_TESTS=ON -DQORB_BUILD_INTEGRATION_TESTS=ON \
-      -DQORB_BUILD_BENCH=ON -DQORB_BUILD_EXAMPLES=ON -DQORB_BUILD_TOOLS=ON &&
+      -DQORB_BUILD_BENCH=ON -DQORB_BUILD_EXAMPLES=ON &&
       cmake --build "build/$name" -j2
   } >"$log" 2>&1; then
     tail -n 80 "$log" >&2

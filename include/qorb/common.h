@@ -2,8 +2,9 @@
 /*
  * common.h: what every qorb header needs. The export macro, the error codes
  * (one X-macro list that makes the enum, qorb_strerror() and
- * qorb_err_name()), the allocator hook, the log callback type and the
- * backend address that resolvers produce and connectors consume.
+ * qorb_err_name()), the allocator hook and the allocation functions on top
+ * of it, the log callback type and the backend address that resolvers
+ * produce and connectors consume.
  */
 #ifndef QORB_COMMON_H
 #define QORB_COMMON_H
@@ -77,9 +78,12 @@ QORB_EXTERN const char *qorb_strerror(int err);
 QORB_EXTERN const char *qorb_err_name(int err);
 
 /**
- * Replace the allocator for every later qorb allocation. Call it before any
- * other qorb call, or not at all. A NULL argument restores the libc default
- * for that function.
+ * Replace the allocator for every later qorb allocation: the core's, the
+ * static resolver's and the connectors' (libqorb-pg and libqorb-redis
+ * allocate their own objects through qorb_malloc() and friends below).
+ * Objects that libpq, hiredis or libev allocate themselves come from their
+ * own allocators. Call it before any other qorb call, or not at all. A NULL
+ * argument restores the libc default for that function.
  * @return 0.
  * Thread: before any other qorb call, from one thread.
  */
@@ -87,6 +91,50 @@ QORB_EXTERN int qorb_set_allocator(void *(*malloc_fn)(size_t),
                                    void *(*calloc_fn)(size_t, size_t),
                                    void *(*realloc_fn)(void *, size_t),
                                    void (*free_fn)(void *));
+
+/**
+ * Allocate through the allocator set by qorb_set_allocator(), as the core
+ * does. Connectors and resolvers use these for every object of their own,
+ * so that a program's allocator (and an out-of-memory test) sees them too.
+ * A size of 0 allocates 1 byte, so a non-NULL result always means success.
+ * @param size  bytes wanted.
+ * @return the block, or NULL when out of memory.
+ * Ownership: the caller's; free it with qorb_free(), never with free().
+ * Thread: any (the allocator must be thread-safe).
+ */
+QORB_EXTERN void *qorb_malloc(size_t size);
+
+/**
+ * Allocate `n` zeroed elements of `size` bytes, as qorb_malloc().
+ * @return the block, or NULL when out of memory.
+ * Ownership: the caller's; free it with qorb_free(). Thread: any.
+ */
+QORB_EXTERN void *qorb_calloc(size_t n, size_t size);
+
+/**
+ * Resize a block from qorb_malloc(), qorb_calloc() or qorb_realloc(); a NULL
+ * `p` allocates anew.
+ * @return the block, which may have moved, or NULL when out of memory (then
+ *         `p` is left as it was, still the caller's).
+ * Ownership: the caller's; free it with qorb_free(). Thread: any.
+ */
+QORB_EXTERN void *qorb_realloc(void *p, size_t size);
+
+/**
+ * Free a block from qorb_malloc(), qorb_calloc(), qorb_realloc() or
+ * qorb_strdup(). NULL is ignored.
+ * Ownership: the block is gone. Thread: any.
+ */
+QORB_EXTERN void qorb_free(void *p);
+
+/**
+ * Copy a string with qorb_malloc().
+ * @param s  the string; not NULL.
+ * @return the copy, or NULL when out of memory.
+ * Ownership: `s` is borrowed for the call; the copy is the caller's, to free
+ * with qorb_free(). Thread: any.
+ */
+QORB_EXTERN char *qorb_strdup(const char *s);
 
 /** Log levels passed to a qorb_log_cb. */
 typedef enum qorb_log_level {

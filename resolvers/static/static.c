@@ -19,14 +19,13 @@
 
 #include <ev.h>
 
-#include "../../core/internal.h"
+#include "internal.h"
 #include "qorb/static.h"
 
 /*
- * The core gives no way to ask a resolver for its op table, so set() tells
- * a static resolver from any other by this value at the start of the
- * context. (A foreign context smaller than this field could still be read
- * out of bounds; passing such a resolver to set() is a caller bug.)
+ * set() tells a static resolver from any other by its op table
+ * (qorb__resolver_ops); this value at the start of the context is a
+ * second check, against a context that was freed or overwritten.
  */
 #define STATIC_MAGIC UINT64_C(0x71726273746174ff) /* "qrbstat" */
 

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend.c: slot sets, one per backend. The windowed failure count that
+ * ranks them, what the pool publishes about them to claimants (how many
+ * are known and online, and the all-failed short cut), and the resolver's
+ * face: qorb_resolver_update() turns a snapshot of addresses into added
+ * and removed backends. Loop thread throughout.
+ */
+#include "private.h"
+
+static void backend_window(qorb_pool_t *p, struct qorb__backend *b) {
+  ev_tstamp now = ev_now(p->loop), win = qorb__ms(p->policy.failure_window_ms);
+  if (now - b->window_start >= 2 * win) {
+    b->fail_prev = 0;
+    b->fail_cur = 0;
+    b->window_start = now;
+  } else if (now - b->window_start >= win) {
+    b->fail_prev = b->fail_cur;
+    b->fail_cur = 0;
+    b->window_start += win;
+  }
+}
+
+unsigned qorb__backend_recent_failures(qorb_pool_t *p,
+                                       struct qorb__backend *b) {
+  backend_window(p, b);
+  return b->fail_prev + b->fail_cur;
+}
+
+void qorb__backend_failure(qorb_pool_t *p, struct qorb__backend *b) {
+  backend_window(p, b);
+  b->fail_cur++;
+  atomic_fetch_add_explicit(&b->failures, 1, RELAXED);
+}
+
+void qorb__pool_publish(qorb_pool_t *p) {
+  struct qorb__backend *b;
+  qorb__list_t *it;
+  unsigned known = 0, online = 0;
+  int all_failed = 1;
+  for (it = p->backends.next; it != &p->backends; it = it->next) {
+    b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
+    if (b->removed) continue;
+    known++;
+    if (b->nconnected > 0) online++;
+    if (b->nconnected > 0 || !b->failed) all_failed = 0;
+  }
+  if (known == 0) all_failed = 0;
+  p->nbackends = known;
+  p->nonline = online;
+  atomic_store(&p->pub_backends, known);
+  atomic_store(&p->pub_online, online);
+  if (p->closing_loop) all_failed = 0;
+  if (all_failed && !atomic_load_explicit(&p->all_failed, RELAXED)) {
+    atomic_store(&p->all_failed, 1);
+    pthread_mutex_lock(&p->mu);
+    qorb__fail_waiters_locked(p, QORB_ENOTONLINE);
+    qorb__pool_unlock(p);
+    qorb__pool_kick(p);
+  } else if (!all_failed) {
+    atomic_store(&p->all_failed, 0);
+  }
+}
+
+void qorb__backend_free_if_done(qorb_pool_t *p, struct qorb__backend *b) {
+  if (!b->removed || b->nslots != 0) return;
+  pthread_mutex_lock(&p->mu);
+  qorb__list_remove(&b->link);
+  qorb__pool_unlock(p);
+  qorb__free(b);
+}
+
+void qorb__backends_free(qorb_pool_t *p) {
+  while (!qorb__list_empty(&p->backends)) {
+    qorb__list_t *it = p->backends.next;
+    qorb__list_remove(it);
+    qorb__free(QORB_CONTAINER_OF(it, struct qorb__backend, link));
+  }
+}
+
+static struct qorb__backend *backend_find(qorb_pool_t *p,
+                                          const qorb_addr_t *addr) {
+  qorb__list_t *it;
+  for (it = p->backends.next; it != &p->backends; it = it->next) {
+    struct qorb__backend *b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
+    if (qorb_addr_equal(&b->addr, addr)) return b;
+  }
+  return NULL;
+}
+
+static int backend_add(qorb_pool_t *p, const qorb_addr_t *addr) {
+  struct qorb__backend *b = qorb__calloc(1, sizeof(*b));
+  if (b == NULL) return QORB_ENOMEM;
+  b->addr = *addr;
+  b->jitter = qorb__rng_unit(p) * 0.5;
+  qorb__list_init(&b->slots);
+  b->window_start = ev_now(p->loop);
+  pthread_mutex_lock(&p->mu);
+  qorb__list_push_back(&p->backends, &b->link);
+  qorb__pool_unlock(p);
+  qorb__pool_log(p, QORB_LOG_INFO, "backend %s added", b->addr.text);
+  return 0;
+}
+
+int qorb_resolver_update(qorb_resolver_t *r, const qorb_addr_t *addrs,
+                         size_t n) {
+  qorb_pool_t *p;
+  qorb__list_t *it, *next;
+  size_t i;
+  int rc = 0;
+
+  if (r == NULL || (addrs == NULL && n > 0)) return QORB_EINVAL;
+  p = r->pool;
+  if (p == NULL || !r->started) return QORB_EBUSY;
+  if (p->closing_loop) return 0;
+
+  /* Mark every backend gone, then revive the ones still reported. */
+  for (it = p->backends.next; it != &p->backends; it = it->next)
+    QORB_CONTAINER_OF(it, struct qorb__backend, link)->target = UINT32_MAX;
+  for (i = 0; i < n; i++) {
+    struct qorb__backend *b = backend_find(p, &addrs[i]);
+    if (b == NULL) {
+      if (backend_add(p, &addrs[i]) < 0) rc = QORB_ENOMEM;
+      continue;
+    }
+    if (b->target == UINT32_MAX) b->target = 0;
+    b->removed = 0;
+  }
+  for (it = p->backends.next; it != &p->backends; it = next) {
+    struct qorb__backend *b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
+    next = it->next;
+    if (b->target == UINT32_MAX) {
+      b->target = 0;
+      if (!b->removed)
+        qorb__pool_log(p, QORB_LOG_INFO, "backend %s removed", b->addr.text);
+      b->removed = 1;
+      qorb__backend_free_if_done(p, b);
+    }
+  }
+  qorb__pool_publish(p);
+  /*
+   * An update comes from outside the slot machine (never from inside a
+   * rebalance), so it rebalances at once: a removed backend's idle slots
+   * close now, before any claim can take one.
+   */
+  qorb__rebalance(p);
+  return rc;
+}

@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * claim.c: everything a claimant's thread runs. The fast path, the queue
+ * of waiting claims with its hand-off and deadlines, and release.
+ *
+ * The claim fast path is a compare-and-swap on an idle slot in a fixed
+ * array; a release of a clean connection is one store. Neither takes a
+ * lock, makes a system call or allocates (with a claim probe attached, the
+ * claim id is one atomic add). Everything else (a claim that must wait, a
+ * release that needs I/O) goes through pool->mu and the loop, woken by an
+ * ev_async.
+ *
+ * The waiter hand-off has one race to get right: a claimant that misses
+ * bumps nwaiters under mu and scans again; a releaser stores IDLE and then
+ * reads nwaiters. Both are sequentially consistent, so at least one of them
+ * sees the other, and no waiter sleeps while a slot is idle.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "private.h"
+
+/*
+ * ThreadSanitizer does not intercept sem_clockwait(): tell it that a post
+ * happens before the wake-up it causes.
+ */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define QORB_TSAN_RELEASE(a) __tsan_release(a)
+#define QORB_TSAN_ACQUIRE(a) __tsan_acquire(a)
+#else
+#define QORB_TSAN_RELEASE(a) ((void)(a))
+#define QORB_TSAN_ACQUIRE(a) ((void)(a))
+#endif
+
+/*
+ * The slot this thread used last: tried first, so a thread tends to keep
+ * one slot's cache lines to itself. initial-exec keeps the access a plain
+ * %fs-relative load inside libqorb.so too.
+ */
+static _Thread_local struct {
+  const qorb_pool_t *pool;
+  unsigned idx;
+} tl_hint __attribute__((tls_model("initial-exec")));
+
+_Thread_local const qorb_pool_t *qorb__tl_own_pool
+    __attribute__((tls_model("initial-exec")));
+
+int qorb__claim_reason(qorb_pool_t *p) {
+  if (atomic_load_explicit(&p->closing, RELAXED)) return QORB_ESHUTDOWN;
+  if (atomic_load_explicit(&p->pub_backends, RELAXED) == 0)
+    return QORB_ENOBACKENDS;
+  if (atomic_load_explicit(&p->pub_online, RELAXED) == 0)
+    return QORB_ENOTONLINE;
+  return QORB_EALLINUSE;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The fast path                                                           */
+
+static qorb_claim_t *grab_idle(qorb_pool_t *p) {
+  unsigned i, n = p->cap;
+  qorb_claim_t *s;
+  int idle;
+
+  if (tl_hint.pool == p && tl_hint.idx < n) {
+    s = &p->slots[tl_hint.idx];
+    idle = QORB__S_IDLE;
+    if (atomic_load_explicit(&s->state, RELAXED) == QORB__S_IDLE &&
+        atomic_compare_exchange_strong_explicit(&s->state, &idle,
+                                                QORB__S_CLAIMED,
+                                                memory_order_acquire,
+                                                RELAXED))
+      return s;
+  }
+  for (i = 0; i < n; i++) {
+    uint32_t idx = atomic_load_explicit(&p->order[i], RELAXED);
+    if (idx >= n) continue;
+    s = &p->slots[idx];
+    if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_IDLE) continue;
+    idle = QORB__S_IDLE;
+    if (atomic_compare_exchange_strong_explicit(&s->state, &idle,
+                                                QORB__S_CLAIMED,
+                                                memory_order_acquire,
+                                                RELAXED)) {
+      tl_hint.pool = p;
+      tl_hint.idx = idx;
+      return s;
+    }
+  }
+  return NULL;
+}
+
+/* The claimant now owns `s`: count it and note where it was claimed. */
+static void claim_taken(qorb_claim_t *s, const char *file, int line,
+                        uint64_t id) {
+  uint64_t n = atomic_load_explicit(&s->nclaims, RELAXED);
+  atomic_store_explicit(&s->nclaims, n + 1, RELAXED);
+  atomic_store_explicit(&s->claim_file, file, RELAXED);
+  atomic_store_explicit(&s->claim_line, line, RELAXED);
+  QORB_PROBE(HANDLE_CLAIMED, s->pool->name, id, (uint64_t)s->index,
+             s->backend->addr.text);
+  QORB_PROBE(CLAIM_DONE, s->pool->name, id, (uint64_t)s->index,
+             s->backend->addr.text);
+  (void)id;
+}
+
+/* A claim id for the probes; 0 (and no atomic add) while none is attached. */
+static uint64_t probe_claim_id(qorb_pool_t *p) {
+  if (QORB_PROBE_ENABLED(CLAIM_START) || QORB_PROBE_ENABLED(CLAIM_DONE) ||
+      QORB_PROBE_ENABLED(CLAIM_FAILED))
+    return atomic_fetch_add_explicit(&p->next_id, 1, RELAXED) + 1;
+  (void)p;
+  return 0;
+}
+
+/* Count a failed claim and tell the probe. */
+static int claim_failed(qorb_pool_t *p, uint64_t id, int rc) {
+  atomic_fetch_add(&p->claim_failures, 1);
+  QORB_PROBE(CLAIM_FAILED, p->name, id, rc);
+  (void)id;
+  return rc;
+}
+
+/* Ask the loop to grow towards the demand. Caller holds mu. */
+static void want_grow_locked(qorb_pool_t *p) {
+  p->grow_wanted = 1;
+  ev_async_send(p->loop, &p->wake);
+}
+
+int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
+                           const char *file, int line) {
+  qorb_claim_t *s;
+  uint64_t id;
+  if (claim != NULL) *claim = NULL;
+  if (p == NULL || claim == NULL) return QORB_EINVAL;
+  id = probe_claim_id(p);
+  QORB_PROBE(CLAIM_START, p->name, id);
+  if (atomic_load_explicit(&p->closing, RELAXED)) {
+    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ESHUTDOWN);
+    return QORB_ESHUTDOWN;
+  }
+  /* Queued claims are served first: no barging past them. */
+  if (atomic_load(&p->nwaiters) == 0 && (s = grab_idle(p)) != NULL) {
+    claim_taken(s, file, line, id);
+    *claim = s;
+    return 0;
+  }
+  if (atomic_load_explicit(&p->all_failed, RELAXED)) {
+    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ENOTONLINE);
+    return QORB_ENOTONLINE;
+  }
+  /* A miss: ask the loop to grow towards the demand, if it can. */
+  if (!atomic_load_explicit(&p->pub_full, RELAXED)) {
+    pthread_mutex_lock(&p->mu);
+    want_grow_locked(p);
+    qorb__pool_unlock(p);
+  }
+  QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_EAGAIN);
+  return QORB_EAGAIN;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The queue of waiting claims                                             */
+
+/* Give `s` (already CLAIMED, or NULL with a failure) to waiter `w`. */
+static void waiter_give_locked(qorb_pool_t *p, qorb__waiter_t *w,
+                               qorb_claim_t *s, int status) {
+  qorb__list_remove(&w->link);
+  qorb__list_remove(&w->alink); /* harmless when not on to_arm */
+  atomic_fetch_sub(&p->nwaiters, 1);
+  w->slot = s;
+  w->status = status;
+  w->done = 1;
+  /* A blocking waiter is woken by qorb__pool_unlock(), once mu is free. */
+  qorb__list_push_back(w->blocking ? &p->to_post : &p->completed, &w->link);
+}
+
+/*
+ * Unlock mu, then wake the blocking waiters given a result meanwhile. Waking
+ * them with mu held would have each one wake up only to block on mu again.
+ * A waiter stays in place until its post arrives, so the posts are safe.
+ */
+void qorb__pool_unlock(qorb_pool_t *p) {
+  qorb__list_t posts, *it, *next;
+  if (qorb__list_empty(&p->to_post)) {
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
+  qorb__list_splice(&posts, &p->to_post);
+  pthread_mutex_unlock(&p->mu);
+  for (it = posts.next; it != &posts; it = next) {
+    qorb__waiter_t *w = QORB_CONTAINER_OF(it, qorb__waiter_t, link);
+    next = it->next; /* read first: once posted, the waiter may be gone */
+    QORB_TSAN_RELEASE(&w->sem);
+    sem_post(&w->sem);
+  }
+}
+
+static qorb__waiter_t *waiter_head(qorb_pool_t *p) {
+  if (qorb__list_empty(&p->waiters)) return NULL;
+  return QORB_CONTAINER_OF(p->waiters.next, qorb__waiter_t, link);
+}
+
+int qorb__offer_locked(qorb_pool_t *p, qorb_claim_t *s, int from) {
+  qorb__waiter_t *w = waiter_head(p);
+  if (w == NULL || !qorb__slot_cas_state(s, from, QORB__S_CLAIMED))
+    return QORB__OFFER_KEPT;
+  waiter_give_locked(p, w, s, 0);
+  return w->blocking ? QORB__OFFER_POSTED : QORB__OFFER_ASYNC;
+}
+
+void qorb__fail_waiters_locked(qorb_pool_t *p, int status) {
+  qorb__waiter_t *w;
+  while ((w = waiter_head(p)) != NULL) {
+    atomic_fetch_add(&p->claim_failures, 1);
+    waiter_give_locked(p, w, NULL, status);
+  }
+}
+
+/*
+ * The first part of a blocking claim: the fast path, then a few yields
+ * before queueing. With more threads than cores, the slot we missed is
+ * usually held by a thread that was preempted inside its claim and needs
+ * only a moment of CPU to release it. Nobody is queued while we yield, so
+ * FIFO order is kept.
+ */
+static qorb_claim_t *claim_spin(qorb_pool_t *p, int timeout_ms) {
+  qorb_claim_t *s;
+  int spins;
+  for (spins = 0; spins < 4; spins++) {
+    if (atomic_load_explicit(&p->closing, RELAXED) ||
+        atomic_load(&p->nwaiters) != 0 ||
+        atomic_load_explicit(&p->all_failed, RELAXED))
+      break;
+    if ((s = grab_idle(p)) != NULL) return s;
+    if (timeout_ms == 0 || atomic_load_explicit(&p->pub_online, RELAXED) == 0)
+      break;
+    sched_yield();
+  }
+  return NULL;
+}
+
+/*
+ * Under mu: fail at once, take an idle slot, or queue `w`. Returns 0 with
+ * `*got` set (served, nothing queued), 0 with `*got` NULL (queued, or
+ * served at once through `w`), or a negative code (mu is still held).
+ */
+static int claim_enqueue_locked(qorb_pool_t *p, qorb__waiter_t *w,
+                                int timeout_ms, qorb_claim_t **got) {
+  qorb_claim_t *s;
+  *got = NULL;
+  if (atomic_load_explicit(&p->closing, RELAXED)) return QORB_ESHUTDOWN;
+  if (atomic_load_explicit(&p->all_failed, RELAXED)) return QORB_ENOTONLINE;
+  if (qorb__list_empty(&p->waiters) && (s = grab_idle(p)) != NULL) {
+    *got = s;
+    return 0;
+  }
+  if (timeout_ms == 0) return qorb__claim_reason(p);
+  if (atomic_load_explicit(&p->nwaiters, RELAXED) >= p->policy.max_waiters) {
+    atomic_fetch_add(&p->queue_full, 1);
+    return QORB_EQUEUEFULL;
+  }
+  w->blocking = 1;
+  qorb__list_init(&w->alink);
+  sem_init(&w->sem, 0, 0);
+  qorb__list_push_back(&p->waiters, &w->link);
+  atomic_fetch_add(&p->nwaiters, 1);
+  p->inflight++;
+  /* Scan once more: a release may have stored IDLE before seeing us. */
+  if ((s = grab_idle(p)) != NULL) {
+    waiter_give_locked(p, w, s, 0);
+    qorb__list_remove(&w->link); /* ours: no post to wait for */
+    return 0;
+  }
+  /* Waking the loop costs a system call: only when the pool can grow. */
+  if (!atomic_load_explicit(&p->pub_full, RELAXED)) want_grow_locked(p);
+  return 0;
+}
+
+/* Sleep until `w` is given a result or the deadline passes. */
+static void claim_sleep(qorb_pool_t *p, qorb__waiter_t *w, int timeout_ms) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  for (;;) {
+    if (sem_clockwait(&w->sem, CLOCK_MONOTONIC, &deadline) == 0) {
+      QORB_TSAN_ACQUIRE(&w->sem);
+      return;
+    }
+    if (errno == EINTR) continue;
+    pthread_mutex_lock(&p->mu);
+    if (!w->done) {
+      /* Timed out, still queued: leave with the reason. */
+      atomic_fetch_add(&p->timeouts, 1);
+      waiter_give_locked(p, w, NULL, qorb__claim_reason(p));
+      qorb__list_remove(&w->link);
+      qorb__pool_unlock(p);
+      return;
+    }
+    /* Given a result just as we timed out: its post is on its way. */
+    qorb__pool_unlock(p);
+    while (sem_wait(&w->sem) != 0 && errno == EINTR) {
+    }
+    QORB_TSAN_ACQUIRE(&w->sem);
+    return;
+  }
+}
+
+int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
+                            qorb_claim_t **claim, const char *file, int line) {
+  qorb__waiter_t w;
+  qorb_claim_t *got;
+  uint64_t id;
+  int rc, served;
+
+  if (claim != NULL) *claim = NULL;
+  if (p == NULL || claim == NULL) return QORB_EINVAL;
+  if (qorb__tl_own_pool == p) return QORB_EBUSY;
+  if (timeout_ms < 0) timeout_ms = (int)p->policy.claim_timeout_ms;
+  id = probe_claim_id(p);
+  QORB_PROBE(CLAIM_START, p->name, id);
+
+  if ((got = claim_spin(p, timeout_ms)) != NULL) goto taken;
+
+  memset(&w, 0, sizeof(w));
+  w.id = id;
+  pthread_mutex_lock(&p->mu);
+  rc = claim_enqueue_locked(p, &w, timeout_ms, &got);
+  if (rc < 0 || got != NULL) {
+    qorb__pool_unlock(p);
+    if (rc < 0) return claim_failed(p, id, rc);
+    goto taken;
+  }
+  served = w.done; /* under mu: once queued, w is the givers' too */
+  qorb__pool_unlock(p);
+  if (!served) claim_sleep(p, &w, timeout_ms);
+  /*
+   * Read the result under mu (also what ThreadSanitizer needs: it does not
+   * see sem_clockwait). The giver dropped mu before posting, so this lock
+   * is normally free.
+   */
+  pthread_mutex_lock(&p->mu);
+  got = w.slot;
+  rc = w.status;
+  /* The last thread out of a closing pool lets the loop finish. */
+  if (--p->inflight == 0 && atomic_load_explicit(&p->closing, RELAXED))
+    ev_async_send(p->loop, &p->wake);
+  qorb__pool_unlock(p);
+  sem_destroy(&w.sem);
+  if (got == NULL) return claim_failed(p, id, rc);
+taken:
+  claim_taken(got, file, line, id);
+  *claim = got;
+  return 0;
+}
+
+int qorb_pool_claim_at(qorb_pool_t *p, int timeout_ms, qorb_claim_cb cb,
+                       void *arg, uint64_t *idp, const char *file, int line) {
+  qorb__waiter_t *w;
+  qorb_claim_t *s;
+  int rc = 0;
+
+  if (p == NULL || cb == NULL) return QORB_EINVAL;
+  if (timeout_ms < 0) timeout_ms = (int)p->policy.claim_timeout_ms;
+  pthread_mutex_lock(&p->mu);
+  if (atomic_load_explicit(&p->closing, RELAXED)) {
+    rc = QORB_ESHUTDOWN;
+    goto out;
+  }
+  if (atomic_load_explicit(&p->nwaiters, RELAXED) >= p->policy.max_waiters) {
+    atomic_fetch_add(&p->queue_full, 1);
+    rc = QORB_EQUEUEFULL;
+    goto out;
+  }
+  if (!qorb__list_empty(&p->free_waiters)) {
+    w = QORB_CONTAINER_OF(p->free_waiters.next, qorb__waiter_t, link);
+    qorb__list_remove(&w->link);
+  } else if ((w = qorb__malloc(sizeof(*w))) == NULL) {
+    rc = QORB_ENOMEM;
+    goto out;
+  }
+  memset(w, 0, sizeof(*w));
+  qorb__list_init(&w->alink);
+  w->cb = cb;
+  w->arg = arg;
+  w->id = atomic_fetch_add_explicit(&p->next_id, 1, RELAXED) + 1;
+  w->file = file;
+  w->line = line;
+  w->timeout_ms = (unsigned)timeout_ms;
+  if (idp != NULL) *idp = w->id;
+  QORB_PROBE(CLAIM_START, p->name, w->id);
+  qorb__list_push_back(&p->waiters, &w->link);
+  atomic_fetch_add(&p->nwaiters, 1);
+  if (waiter_head(p) == w && (s = grab_idle(p)) != NULL) {
+    waiter_give_locked(p, w, s, 0);
+  } else if (atomic_load_explicit(&p->all_failed, RELAXED)) {
+    atomic_fetch_add(&p->claim_failures, 1);
+    waiter_give_locked(p, w, NULL, QORB_ENOTONLINE);
+  } else {
+    qorb__list_push_back(&p->to_arm, &w->alink);
+    p->grow_wanted = 1;
+  }
+  /* Never called back from inside this call: the loop delivers. */
+  ev_async_send(p->loop, &p->wake);
+out:
+  qorb__pool_unlock(p);
+  return rc;
+}
+
+int qorb_pool_claim_cancel(qorb_pool_t *p, uint64_t id) {
+  qorb__list_t *it;
+  int rc = QORB_EAGAIN;
+  if (p == NULL) return QORB_EINVAL;
+  pthread_mutex_lock(&p->mu);
+  for (it = p->waiters.next; it != &p->waiters; it = it->next) {
+    qorb__waiter_t *w = QORB_CONTAINER_OF(it, qorb__waiter_t, link);
+    if (!w->blocking && w->id == id) {
+      waiter_give_locked(p, w, NULL, QORB_ECANCELED);
+      rc = 0;
+      break;
+    }
+  }
+  qorb__pool_unlock(p);
+  if (rc == 0) qorb__pool_kick(p);
+  return rc;
+}
+
+/* An asynchronous claim's deadline. Loop. */
+static void waiter_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
+  qorb__waiter_t *w = QORB_CONTAINER_OF(t, qorb__waiter_t, timer);
+  qorb_pool_t *p = (qorb_pool_t *)t->data;
+  (void)revents;
+  ev_timer_stop(loop, t);
+  pthread_mutex_lock(&p->mu);
+  if (!w->done) {
+    atomic_fetch_add(&p->timeouts, 1);
+    atomic_fetch_add(&p->claim_failures, 1);
+    waiter_give_locked(p, w, NULL, qorb__claim_reason(p));
+  }
+  qorb__pool_unlock(p);
+  qorb__pool_kick(p);
+}
+
+void qorb__waiters_arm(qorb_pool_t *p) {
+  pthread_mutex_lock(&p->mu);
+  while (!qorb__list_empty(&p->to_arm)) {
+    qorb__waiter_t *w =
+        QORB_CONTAINER_OF(p->to_arm.next, qorb__waiter_t, alink);
+    qorb__list_remove(&w->alink);
+    ev_timer_init(&w->timer, waiter_timer_cb, qorb__ms(w->timeout_ms), 0.);
+    w->timer.data = p;
+    w->armed = 1;
+    ev_timer_start(p->loop, &w->timer);
+  }
+  qorb__pool_unlock(p);
+}
+
+void qorb__waiters_deliver(qorb_pool_t *p) {
+  /*
+   * One at a time, not spliced: a callback is user code, and each record
+   * stays on `completed` (which closing waits on) until its turn.
+   */
+  for (;;) {
+    qorb__waiter_t *w;
+    qorb_claim_t *s;
+    pthread_mutex_lock(&p->mu);
+    if (qorb__list_empty(&p->completed)) {
+      qorb__pool_unlock(p);
+      return;
+    }
+    w = QORB_CONTAINER_OF(p->completed.next, qorb__waiter_t, link);
+    qorb__list_remove(&w->link);
+    qorb__pool_unlock(p);
+    if (w->armed) ev_timer_stop(p->loop, &w->timer);
+    s = w->slot;
+    if (s != NULL) claim_taken(s, w->file, w->line, w->id);
+    else QORB_PROBE(CLAIM_FAILED, p->name, w->id, w->status);
+    w->cb(p, w->status, s, w->arg);
+    pthread_mutex_lock(&p->mu);
+    qorb__list_push_back(&p->free_waiters, &w->link);
+    qorb__pool_unlock(p);
+  }
+}
+
+void qorb__waiters_free(qorb_pool_t *p) {
+  while (!qorb__list_empty(&p->free_waiters)) {
+    qorb__list_t *it = p->free_waiters.next;
+    qorb__list_remove(it);
+    qorb__free(QORB_CONTAINER_OF(it, qorb__waiter_t, link));
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Release                                                                 */
+
+/*
+ * A clean slot that its releaser stored as IDLE while claims were queued:
+ * take it back and give it to the first of them, unless a claimant took it
+ * first. Releaser's thread.
+ */
+static void handoff_idle(qorb_pool_t *p, qorb_claim_t *s) {
+  int r;
+  pthread_mutex_lock(&p->mu);
+  r = qorb__offer_locked(p, s, QORB__S_IDLE);
+  /* Under mu, so that the pool cannot finish closing under our feet. */
+  if (r == QORB__OFFER_ASYNC) ev_async_send(p->loop, &p->wake);
+  qorb__pool_unlock(p);
+}
+
+/*
+ * Give a claimed slot back. Claimant's thread, no lock on the clean path:
+ * the connector's needs_recycle says whether the connection needs the loop
+ * (a recycle op) or can be stored IDLE at once. `release_broken` is a plain
+ * field, ordered for the loop by mu with the RELEASED store.
+ */
+static int release_impl(qorb_claim_t *s, int broken) {
+  qorb_pool_t *p;
+  int r = 0;
+  if (s == NULL) return QORB_EINVAL;
+  if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_CLAIMED)
+    return QORB_EINVAL; /* released twice, or not a claim */
+  p = s->pool;
+  if (!broken && p->cops->needs_recycle != NULL)
+    r = p->cops->needs_recycle(p->cctx, s->conn);
+  else if (!broken)
+    r = (p->cops->recycle != NULL || p->cops->prepare != NULL) ? 1 : 0;
+  QORB_PROBE(HANDLE_RECYCLED, p->name, (uint64_t)s->index,
+             s->backend->addr.text, broken || r < 0);
+  if (!broken && r == 0 &&
+      !(atomic_load_explicit(&s->flags, RELAXED) & QORB__F_RETIRE) &&
+      !atomic_load_explicit(&p->closing, RELAXED)) {
+    tl_hint.pool = p;
+    tl_hint.idx = s->index;
+    atomic_store(&s->state, QORB__S_IDLE);
+    if (atomic_load(&p->nwaiters) != 0) handoff_idle(p, s);
+    return 0;
+  }
+  s->release_broken = broken || r < 0;
+  pthread_mutex_lock(&p->mu);
+  atomic_store(&s->state, QORB__S_RELEASED);
+  qorb__list_push_back(&p->released, &s->plink);
+  ev_async_send(p->loop, &p->wake);
+  qorb__pool_unlock(p);
+  return 0;
+}
+
+int qorb_release(qorb_claim_t *claim) { return release_impl(claim, 0); }
+
+int qorb_release_broken(qorb_claim_t *claim) {
+  return release_impl(claim, 1);
+}
+
+void *qorb_claim_conn(const qorb_claim_t *claim) {
+  return claim != NULL ? claim->conn : NULL;
+}
+
+const qorb_addr_t *qorb_claim_addr(const qorb_claim_t *claim) {
+  return claim != NULL ? &claim->backend->addr : NULL;
+}
