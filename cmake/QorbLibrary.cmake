@@ -5,7 +5,7 @@
 # For connector and resolver authors: build an optional qorb library with
 #
 #   qorb_add_component(NAME pg
-#     SOURCES pg.c pg_conn.c            # relative to the calling directory
+#     SOURCES pg.c pg_conninfo.c        # relative to the calling directory
 #     DEPS PkgConfig::PQ                # public: users of qorb::pg get these
 #     [PRIVATE_DEPS ...]                # private to the shared library
 #     [HEADERS ${PROJECT_SOURCE_DIR}/include/qorb/pg.h]

@@ -80,7 +80,12 @@ typedef struct qorb_connector_ops {
    * connection is already clean and can go straight back to the idle set
    * (no `recycle` or `prepare` runs), 1 when `recycle` must run, a negative
    * code when it is broken and must be closed. Called from the releasing
-   * thread. NULL: recycle always runs (if there is one).
+   * thread, so it must not touch the pool loop's state (watchers, timers).
+   * The exception is a connection that is only ever used on the pool loop,
+   * such as an async-flavour qorb-redis claim: its claimant releases it on
+   * the loop thread, so there needs_recycle may touch loop state (qorb-redis
+   * stops its read watcher, ev_io_stop, for a connection that goes straight
+   * back to idle). NULL: recycle always runs (if there is one).
    */
   int (*needs_recycle)(void *ctx, void *conn);
 
@@ -122,6 +127,14 @@ QORB_EXTERN void *qorb_connector_ctx(const qorb_connector_t *c);
  * Finish the asynchronous op in flight on this slot.
  * @param status  0 for success, a negative code for failure.
  * Callback contract: exactly once per started op, from the pool loop.
+ * It only queues: the pool acts on the result later in this loop iteration,
+ * never inside the call, so it may be called from inside the op itself
+ * (a connect that fails at once) and `conn` is still there when it
+ * returns. Treat it as the op's last word anyway: finish the bookkeeping
+ * first (stop the watchers, clear the op), call it last, and touch nothing
+ * after it. What it leaves is what the pool acts on: `close` after a
+ * failure, the idle set (where another thread may claim the connection)
+ * after success.
  * Thread: the pool loop.
  */
 QORB_EXTERN void qorb_op_done(qorb_op_t *op, int status);

@@ -7,7 +7,10 @@
  * returns success or QORB_ENOMEM (a claim may instead time out for want of
  * a connection), close still completes, every connection opened is closed
  * once, and no block qorb allocated is left (live count back to zero).
- * libev allocates through its own allocator, not qorb's: not counted.
+ * libev allocates through its own allocator, not qorb's: not counted. When
+ * the pg and redis connectors are built, their constructors are swept too
+ * (their option copies and, for pg, the compiled template); libpq and
+ * hiredis allocate with libc, not counted either.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -15,6 +18,12 @@
 
 #include "count_alloc.h"
 #include "fixture.h"
+#ifdef QORB_TEST_HAVE_PG
+#include <qorb/pg.h>
+#endif
+#ifdef QORB_TEST_HAVE_REDIS
+#include <qorb/redis.h>
+#endif
 
 #define MAX_STEPS 5000
 
@@ -222,6 +231,96 @@ static outcome_t scenario_update(void) {
   return o;
 }
 
+#if defined(QORB_TEST_HAVE_PG) || defined(QORB_TEST_HAVE_REDIS)
+/* One connector constructor's result: success (then the connector is
+   freed) or `refusal`, the code its options are expected to get, are both
+   full runs; QORB_ENOMEM is allowed; anything else fails the test. */
+static outcome_t connector_made(const char *what, int rc, qorb_connector_t *c,
+                                int refusal) {
+  outcome_t o = {0};
+  if (rc == 0) {
+    assert_non_null(c);
+    qorb_connector_free(c);
+    o.full = refusal == 0;
+  } else {
+    assert_null(c);
+    if (rc != QORB_ENOMEM && rc != refusal)
+      fail_msg("%s under OOM: %s", what, qorb_err_name(rc));
+    o.full = rc == refusal;
+  }
+  return o;
+}
+#endif
+
+#ifdef QORB_TEST_HAVE_PG
+/* Make a pg connector from a template, under the fault of the run. */
+static outcome_t pg_made(const char *what, const char *conninfo,
+                         const char *const *kw, const char *const *val,
+                         int refusal) {
+  qorb_pg_options_t opts;
+  qorb_connector_t *c = NULL;
+  char err[256];
+  int rc;
+
+  qorb_pg_options_init(&opts);
+  opts.conninfo = conninfo;
+  opts.keywords = kw;
+  opts.values = val;
+  opts.acquire_sql = "SET search_path = app";
+  arm();
+  rc = qorb_pg_connector_new(&c, &opts, err, sizeof(err));
+  return connector_made(what, rc, c, refusal);
+}
+
+/* A template of every kind (URI, keyword arrays with quoting, more pairs
+   than the keyword list's first allocation holds) and both SQL strings. */
+static outcome_t scenario_pg(void) {
+  static const char *const kw[] = {
+      "user", "password", "dbname", "passfile", "connect_timeout",
+      "client_encoding", "options", "application_name",
+      "fallback_application_name", "sslmode", "sslrootcert", "sslcert",
+      "sslkey", "requirepeer", "krbsrvname", "target_session_attrs",
+      "keepalives_idle", NULL};
+  static const char *const val[] = {
+      "app", "it's secret", "app db", "/dev/null", "3", "UTF8",
+      "-c statement_timeout=5s", "oom\\test", "qorb", "disable", "/r.crt",
+      "/c.crt", "/c.key", "postgres", "postgres", "any", "7", NULL};
+  return pg_made("pg connector",
+                 "postgresql://other@db.example:6543/x?sslmode=prefer", kw,
+                 val, 0);
+}
+
+/* A template that libpq refuses after qorb has copied the options and
+   quoted the keyword arrays: the refusal leaks nothing either. */
+static outcome_t scenario_pg_refused(void) {
+  static const char *const kw[] = {"user", "no_such_option", NULL};
+  static const char *const val[] = {"app", "1", NULL};
+  return pg_made("pg connector (refused)", "user=app dbname=app", kw, val,
+                 QORB_ECONFIG);
+}
+#endif
+
+#ifdef QORB_TEST_HAVE_REDIS
+/* Every option that is copied: password, user and client name. */
+static outcome_t scenario_redis(void) {
+  qorb_redis_options_t opts;
+  qorb_connector_t *c = NULL;
+  char err[256];
+  int rc;
+
+  qorb_redis_options_init(&opts);
+  opts.flavour = QORB_REDIS_ASYNC;
+  opts.password = "secret";
+  opts.user = "app";
+  opts.client_name = "oom";
+  opts.database = 3;
+  opts.role = QORB_REDIS_ROLE_MASTER;
+  arm();
+  rc = qorb_redis_connector_new(&c, &opts, err, sizeof(err));
+  return connector_made("redis connector", rc, c, 0);
+}
+#endif
+
 static void sweep(const char *name, outcome_t (*run)(void), int persistent) {
   unsigned long n;
   int done = 0;
@@ -285,8 +384,32 @@ static void test_oom_pool_thread(void **state) {
   sweep("pool on own thread", scenario_thread, 1);
 }
 
+#ifdef QORB_TEST_HAVE_PG
+static void test_oom_pg_connector(void **state) {
+  (void)state;
+  sweep("pg connector", scenario_pg, 0);
+  sweep("pg connector", scenario_pg, 1);
+  sweep("pg connector (refused)", scenario_pg_refused, 0);
+  sweep("pg connector (refused)", scenario_pg_refused, 1);
+}
+#endif
+
+#ifdef QORB_TEST_HAVE_REDIS
+static void test_oom_redis_connector(void **state) {
+  (void)state;
+  sweep("redis connector", scenario_redis, 0);
+  sweep("redis connector", scenario_redis, 1);
+}
+#endif
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+#ifdef QORB_TEST_HAVE_PG
+      cmocka_unit_test(test_oom_pg_connector),
+#endif
+#ifdef QORB_TEST_HAVE_REDIS
+      cmocka_unit_test(test_oom_redis_connector),
+#endif
       cmocka_unit_test(test_oom_static),
       cmocka_unit_test(test_oom_pool_loop),
       cmocka_unit_test(test_oom_resolver_update),

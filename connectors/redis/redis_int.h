@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * redis_int.h: what the files of qorb-redis share. The configuration and
+ * the connection object, the steps and ops of the pipeline, and the
+ * functions each file offers the others, grouped by file:
+ *
+ *   redis.c           the op table, options, constructor and accessors
+ *   redis_pipeline.c  which commands an op sends, and the reply checks
+ *   redis_blocking.c  the blocking driver (redisContext on one ev_io)
+ *   redis_async.c     the async driver (redisAsyncContext, our ev hooks)
+ *   redis_sigpipe.c   the SIGPIPE guard around hiredis's writes
+ *
+ * Private to libqorb-redis (and its unit tests).
+ */
+#ifndef QORB_REDIS_INT_H
+#define QORB_REDIS_INT_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#if defined(QORB_REDIS_HAVE_TLS) && HIREDIS_MAJOR >= 1
+#include <hiredis/hiredis_ssl.h>
+#define QR_TLS 1
+#else
+#define QR_TLS 0
+#endif
+
+#include <qorb/redis.h>
+
+#define QR_MAX_STEPS 8
+
+/* ------------------------------------------------------------------------
+ * Configuration
+ * ------------------------------------------------------------------------ */
+
+typedef struct qr_cfg {
+  qorb_redis_flavour_t flavour;
+  qorb_redis_role_t role;
+  qorb_redis_recycle_t recycle;
+  int keepalive;
+  int database;
+  unsigned command_timeout_ms;
+  char *password;
+  char *user;
+  char *client_name;
+  struct redisSSLContext *tls;
+  char dbtext[16]; /* the database number as SELECT's argument */
+} qr_cfg_t;
+
+/* ------------------------------------------------------------------------
+ * Connections
+ * ------------------------------------------------------------------------ */
+
+/* What one reply is expected to answer. */
+enum qr_step {
+  QR_PROBE_RESET, /* connect: RESET, to learn whether the server has it */
+  QR_RESET,       /* recycle: RESET */
+  QR_AUTH,
+  QR_SELECT,
+  QR_SETNAME,
+  QR_DISCARD,
+  QR_UNWATCH,
+  QR_ROLE,
+  QR_PING /* always last: PING <token> */
+};
+
+enum qr_op { QR_OP_CONNECT, QR_OP_CHECK, QR_OP_RECYCLE };
+
+typedef struct qr_conn {
+  uint32_t magic;
+  const qr_cfg_t *cfg;
+  struct ev_loop *loop;
+  qorb_op_t *op;     /* op in flight, NULL between ops */
+  enum qr_op opkind; /* its kind, for error codes and texts */
+
+  /* The op's pipeline: steps[next] is what the next reply answers. */
+  unsigned char steps[QR_MAX_STEPS];
+  unsigned nsteps, next, skipped;
+  uint64_t seq;    /* ops started, for the PING token */
+  char token[32];  /* PING's argument for this op */
+  int has_reset;   /* the server knows RESET (learnt at connect) */
+  int broken;      /* an op failed or the connection died: never reuse */
+  int sigpipe_guard; /* SIGPIPE is neither ignored nor blocked */
+
+  /* blocking flavour */
+  redisContext *c;
+  ev_io io;
+  int io_events;      /* events io is started with, 0 when stopped */
+  int connecting;     /* waiting for connect(2) to finish */
+  int fl_block, fl_nonblock; /* the socket's file status flags */
+  int raw;            /* plain TCP: our own I/O (see redis_blocking.c) */
+  char *wbuf;         /* raw: the op's commands, formatted */
+  size_t wlen, woff, wcap; /* raw: bytes in wbuf, sent, allocated */
+
+  /* async flavour */
+  redisAsyncContext *ac; /* NULL once hiredis has let go of it */
+} qr_conn_t;
+
+/* ------------------------------------------------------------------------
+ * redis_pipeline.c
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Queue the op's commands: into k->wbuf for a raw blocking connection, into
+ * hiredis's output buffer otherwise (with qorb__redis_async_reply as the
+ * callback of each async command). Resets the pipeline and makes the op's
+ * PING token.
+ * @return 0, QORB_ENOMEM or QORB_EPROTO (too many steps).
+ */
+int qorb__redis_build(qr_conn_t *k, enum qr_op kind);
+
+/*
+ * Check one reply against the step it answers.
+ * @return 0 (the step is done), 1 (the reply was skipped: the step still
+ *         waits), or a negative code with the error text recorded.
+ */
+int qorb__redis_reply(qr_conn_t *k, enum qr_step step, const redisReply *r);
+
+/* The code for a failure of an op of this kind that has no more precise
+   one. */
+int qorb__redis_opcode(enum qr_op kind);
+
+/* Record the detail of a failure of the op in flight, prefixed with the
+   op's name. Nothing when no op is in flight. */
+void qorb__redis_err(qr_conn_t *k, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/*
+ * End the op in flight with a failure: mark the connection broken, stop the
+ * blocking watcher, clear the op and call qorb_op_done() last (its contract
+ * is in <qorb/connector.h>).
+ */
+void qorb__redis_fail(qr_conn_t *k, int status);
+
+/* ------------------------------------------------------------------------
+ * redis_blocking.c
+ * ------------------------------------------------------------------------ */
+
+/* Start connecting; the connect op's pipeline goes out once connected. */
+int qorb__redis_blk_connect(qr_conn_t *k, const qorb_addr_t *addr);
+/* Start a check or recycle on an idle connection. */
+int qorb__redis_blk_start(qr_conn_t *k, qorb_op_t *op, enum qr_op kind);
+/* Stop the connection's watcher, if it runs. */
+void qorb__redis_blk_unwatch(qr_conn_t *k);
+/* Commands appended to the context and not sent yet. */
+int qorb__redis_obuf_pending(const redisContext *c);
+
+/* ------------------------------------------------------------------------
+ * redis_async.c
+ * ------------------------------------------------------------------------ */
+
+/* Start connecting; the connect op's commands queue until connected. */
+int qorb__redis_async_connect(qr_conn_t *k, const qorb_addr_t *addr);
+/* Start a check or recycle on an idle connection. */
+int qorb__redis_async_start(qr_conn_t *k, qorb_op_t *op, enum qr_op kind);
+/* Stop reading while the connection is idle or handed out. */
+void qorb__redis_async_pause(qr_conn_t *k);
+/* Let go of the context: every later callback of it does nothing. */
+void qorb__redis_detach(qr_conn_t *k);
+/* The hiredis callback of every command the pipeline queues. */
+void qorb__redis_async_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+/* ------------------------------------------------------------------------
+ * redis_sigpipe.c
+ * ------------------------------------------------------------------------ */
+
+typedef struct qr_sigpipe {
+  sigset_t old;
+  int was_pending;
+} qr_sigpipe_t;
+
+/* 1 when SIGPIPE is neither ignored nor blocked: writes need the guard. */
+int qorb__redis_sigpipe_needed(void);
+/* Block SIGPIPE for this thread around one write ... */
+void qorb__redis_sigpipe_block(qr_sigpipe_t *g);
+/* ... and put the mask back, consuming a SIGPIPE the write raised. */
+void qorb__redis_sigpipe_restore(qr_sigpipe_t *g);
+
+#endif /* QORB_REDIS_INT_H */
