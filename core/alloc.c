@@ -9,7 +9,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
@@ -69,10 +68,4 @@ void qorb__strlcpy(char *dst, const char *src, size_t len) {
   if (n >= len) n = len - 1;
   memcpy(dst, src, n);
   dst[n] = '\0';
-}
-
-uint64_t qorb__now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

@@ -33,24 +33,48 @@ void qorb__backend_failure(qorb_pool_t *p, struct qorb__backend *b) {
   atomic_fetch_add_explicit(&b->failures, 1, RELAXED);
 }
 
+/*
+ * Publish what claimants read without the lock: how many backends are
+ * known and online, and the fail-fast short cut. That short cut (claims
+ * fail at once with QORB_ENOTONLINE) holds only while every known backend
+ * is offline after a failed connect, and has been offline for at least
+ * fail_fast_after_ms: a backend that restarts within that bound costs no
+ * failed claim (claims wait up to their timeout), and no claim ever fails
+ * at once while some backend has a connected slot. Until the bound has
+ * passed, a timer publishes again when it does.
+ */
 void qorb__pool_publish(qorb_pool_t *p) {
   struct qorb__backend *b;
   qorb__list_t *it;
   unsigned known = 0, online = 0;
   int all_failed = 1;
+  ev_tstamp now = ev_now(p->loop), bound = qorb__ms(p->policy.fail_fast_after_ms);
+  ev_tstamp wait = 0;
   for (it = p->backends.next; it != &p->backends; it = it->next) {
     b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
     if (b->removed) continue;
     known++;
     if (b->nconnected > 0) online++;
-    if (b->nconnected > 0 || !b->failed) all_failed = 0;
+    if (b->nconnected > 0 || !b->failed) {
+      all_failed = 0;
+    } else if (now - b->down_since < bound) {
+      /* Failed, but not for long enough yet. */
+      if (bound - (now - b->down_since) > wait)
+        wait = bound - (now - b->down_since);
+    }
   }
-  if (known == 0) all_failed = 0;
+  if (known == 0 || p->closing_loop) all_failed = 0;
   p->nbackends = known;
   p->nonline = online;
   atomic_store(&p->pub_backends, known);
   atomic_store(&p->pub_online, online);
-  if (p->closing_loop) all_failed = 0;
+  ev_timer_stop(p->loop, &p->failfast_timer);
+  if (all_failed && wait > 0) {
+    /* Look again once the most recent of them has been down long enough. */
+    ev_timer_set(&p->failfast_timer, wait + 0.001, 0.);
+    ev_timer_start(p->loop, &p->failfast_timer);
+    all_failed = 0;
+  }
   if (all_failed && !atomic_load_explicit(&p->all_failed, RELAXED)) {
     atomic_store(&p->all_failed, 1);
     pthread_mutex_lock(&p->mu);
@@ -60,6 +84,18 @@ void qorb__pool_publish(qorb_pool_t *p) {
   } else if (!all_failed) {
     atomic_store(&p->all_failed, 0);
   }
+}
+
+static void failfast_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
+  qorb_pool_t *p = (qorb_pool_t *)t->data;
+  (void)loop;
+  (void)revents;
+  qorb__pool_publish(p);
+}
+
+void qorb__failfast_timer_init(qorb_pool_t *p) {
+  ev_timer_init(&p->failfast_timer, failfast_timer_cb, 0., 0.);
+  p->failfast_timer.data = p;
 }
 
 void qorb__backend_free_if_done(qorb_pool_t *p, struct qorb__backend *b) {
@@ -95,6 +131,7 @@ static int backend_add(qorb_pool_t *p, const qorb_addr_t *addr) {
   b->jitter = qorb__rng_unit(p) * 0.5;
   qorb__list_init(&b->slots);
   b->window_start = ev_now(p->loop);
+  b->down_since = b->window_start; /* not connected yet */
   pthread_mutex_lock(&p->mu);
   qorb__list_push_back(&p->backends, &b->link);
   qorb__pool_unlock(p);

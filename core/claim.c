@@ -94,11 +94,47 @@ static qorb_claim_t *grab_idle(qorb_pool_t *p) {
   return NULL;
 }
 
-/* The claimant now owns `s`: count it and note where it was claimed. */
-static void claim_taken(qorb_claim_t *s, const char *file, int line,
-                        uint64_t id) {
-  uint64_t n = atomic_load_explicit(&s->nclaims, RELAXED);
-  atomic_store_explicit(&s->nclaims, n + 1, RELAXED);
+/* Hand a claimed slot whose connection is dead to the loop, as broken. */
+static void give_back_dead_locked(qorb_pool_t *p, qorb_claim_t *s, int rc) {
+  s->release_broken = rc;
+  atomic_store(&s->state, QORB__S_RELEASED);
+  qorb__list_push_back(&p->released, &s->plink);
+  ev_async_send(p->loop, &p->wake);
+}
+
+/*
+ * grab_idle(), then, with validate_idle_ms set, a look (the connector's
+ * peek: no round trip) at a connection that sat idle longer than that: a
+ * dead one goes to the loop as broken and the scan goes on. `locked`: the
+ * caller holds mu.
+ */
+static qorb_claim_t *grab_valid(qorb_pool_t *p, int locked) {
+  qorb_claim_t *s;
+  unsigned tries;
+  if (p->policy.validate_idle_ms == 0 || p->cops->peek == NULL)
+    return grab_idle(p);
+  for (tries = 0; tries < p->cap; tries++) {
+    int64_t idle;
+    int rc;
+    if ((s = grab_idle(p)) == NULL) return NULL;
+    idle = qorb__coarse_ms() - atomic_load_explicit(&s->idle_since_ms, RELAXED);
+    if (idle <= (int64_t)p->policy.validate_idle_ms) return s;
+    if ((rc = p->cops->peek(p->cctx, s->conn)) == 0) return s;
+    if (!locked) pthread_mutex_lock(&p->mu);
+    give_back_dead_locked(p, s, rc < 0 ? rc : QORB_ECLOSED);
+    if (!locked) qorb__pool_unlock(p);
+  }
+  return NULL;
+}
+
+/*
+ * The claimant now owns `s`: count it, note where it was claimed, and make
+ * its handle (the slot with the claim count's low bits).
+ */
+static qorb_claim_t *claim_taken(qorb_claim_t *s, const char *file, int line,
+                                 uint64_t id) {
+  uint64_t n = atomic_load_explicit(&s->nclaims, RELAXED) + 1;
+  atomic_store_explicit(&s->nclaims, n, RELAXED);
   atomic_store_explicit(&s->claim_file, file, RELAXED);
   atomic_store_explicit(&s->claim_line, line, RELAXED);
   QORB_PROBE(HANDLE_CLAIMED, s->pool->name, id, (uint64_t)s->index,
@@ -106,6 +142,7 @@ static void claim_taken(qorb_claim_t *s, const char *file, int line,
   QORB_PROBE(CLAIM_DONE, s->pool->name, id, (uint64_t)s->index,
              s->backend->addr.text);
   (void)id;
+  return qorb__handle(s, n);
 }
 
 /* A claim id for the probes; 0 (and no atomic add) while none is attached. */
@@ -144,9 +181,8 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     return QORB_ESHUTDOWN;
   }
   /* Queued claims are served first: no barging past them. */
-  if (atomic_load(&p->nwaiters) == 0 && (s = grab_idle(p)) != NULL) {
-    claim_taken(s, file, line, id);
-    *claim = s;
+  if (atomic_load(&p->nwaiters) == 0 && (s = grab_valid(p, 0)) != NULL) {
+    *claim = claim_taken(s, file, line, id);
     return 0;
   }
   if (atomic_load_explicit(&p->all_failed, RELAXED)) {
@@ -236,7 +272,7 @@ static qorb_claim_t *claim_spin(qorb_pool_t *p, int timeout_ms) {
         atomic_load(&p->nwaiters) != 0 ||
         atomic_load_explicit(&p->all_failed, RELAXED))
       break;
-    if ((s = grab_idle(p)) != NULL) return s;
+    if ((s = grab_valid(p, 0)) != NULL) return s;
     if (timeout_ms == 0 || atomic_load_explicit(&p->pub_online, RELAXED) == 0)
       break;
     sched_yield();
@@ -255,7 +291,7 @@ static int claim_enqueue_locked(qorb_pool_t *p, qorb__waiter_t *w,
   *got = NULL;
   if (atomic_load_explicit(&p->closing, RELAXED)) return QORB_ESHUTDOWN;
   if (atomic_load_explicit(&p->all_failed, RELAXED)) return QORB_ENOTONLINE;
-  if (qorb__list_empty(&p->waiters) && (s = grab_idle(p)) != NULL) {
+  if (qorb__list_empty(&p->waiters) && (s = grab_valid(p, 1)) != NULL) {
     *got = s;
     return 0;
   }
@@ -271,7 +307,7 @@ static int claim_enqueue_locked(qorb_pool_t *p, qorb__waiter_t *w,
   atomic_fetch_add(&p->nwaiters, 1);
   p->inflight++;
   /* Scan once more: a release may have stored IDLE before seeing us. */
-  if ((s = grab_idle(p)) != NULL) {
+  if ((s = grab_valid(p, 1)) != NULL) {
     waiter_give_locked(p, w, s, 0);
     qorb__list_remove(&w->link); /* ours: no post to wait for */
     return 0;
@@ -358,8 +394,7 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   sem_destroy(&w.sem);
   if (got == NULL) return claim_failed(p, id, rc);
 taken:
-  claim_taken(got, file, line, id);
-  *claim = got;
+  *claim = claim_taken(got, file, line, id);
   return 0;
 }
 
@@ -400,7 +435,7 @@ int qorb_pool_claim_at(qorb_pool_t *p, int timeout_ms, qorb_claim_cb cb,
   QORB_PROBE(CLAIM_START, p->name, w->id);
   qorb__list_push_back(&p->waiters, &w->link);
   atomic_fetch_add(&p->nwaiters, 1);
-  if (waiter_head(p) == w && (s = grab_idle(p)) != NULL) {
+  if (waiter_head(p) == w && (s = grab_valid(p, 1)) != NULL) {
     waiter_give_locked(p, w, s, 0);
   } else if (atomic_load_explicit(&p->all_failed, RELAXED)) {
     atomic_fetch_add(&p->claim_failures, 1);
@@ -482,7 +517,7 @@ void qorb__waiters_deliver(qorb_pool_t *p) {
     qorb__pool_unlock(p);
     if (w->armed) ev_timer_stop(p->loop, &w->timer);
     s = w->slot;
-    if (s != NULL) claim_taken(s, w->file, w->line, w->id);
+    if (s != NULL) s = claim_taken(s, w->file, w->line, w->id);
     else QORB_PROBE(CLAIM_FAILED, p->name, w->id, w->status);
     w->cb(p, w->status, s, w->arg);
     pthread_mutex_lock(&p->mu);
@@ -522,12 +557,15 @@ static void handoff_idle(qorb_pool_t *p, qorb_claim_t *s) {
  * (a recycle op) or can be stored IDLE at once. `release_broken` is a plain
  * field, ordered for the loop by mu with the RELEASED store.
  */
-static int release_impl(qorb_claim_t *s, int broken) {
+static int release_impl(qorb_claim_t *h, int broken) {
+  qorb_claim_t *s = qorb__handle_slot(h);
   qorb_pool_t *p;
-  int r = 0;
+  int r = 0, claimed = QORB__S_CLAIMED;
   if (s == NULL) return QORB_EINVAL;
-  if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_CLAIMED)
-    return QORB_EINVAL; /* released twice, or not a claim */
+  /* Released twice, not a claim, or a stale handle of an earlier claim. */
+  if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_CLAIMED ||
+      qorb__handle(s, atomic_load_explicit(&s->nclaims, RELAXED)) != h)
+    return QORB_EINVAL;
   p = s->pool;
   if (!broken && p->cops->needs_recycle != NULL)
     r = p->cops->needs_recycle(p->cctx, s->conn);
@@ -540,13 +578,20 @@ static int release_impl(qorb_claim_t *s, int broken) {
       !atomic_load_explicit(&p->closing, RELAXED)) {
     tl_hint.pool = p;
     tl_hint.idx = s->index;
-    atomic_store(&s->state, QORB__S_IDLE);
+    if (p->policy.validate_idle_ms > 0)
+      atomic_store_explicit(&s->idle_since_ms, qorb__coarse_ms(), RELAXED);
+    /* A CAS, not a store: of two racing releases of one claim, one wins. */
+    if (!atomic_compare_exchange_strong(&s->state, &claimed, QORB__S_IDLE))
+      return QORB_EINVAL;
     if (atomic_load(&p->nwaiters) != 0) handoff_idle(p, s);
     return 0;
   }
-  s->release_broken = broken || r < 0;
+  s->release_broken = broken ? QORB_EBROKEN : r < 0 ? r : 0;
   pthread_mutex_lock(&p->mu);
-  atomic_store(&s->state, QORB__S_RELEASED);
+  if (!atomic_compare_exchange_strong(&s->state, &claimed, QORB__S_RELEASED)) {
+    qorb__pool_unlock(p);
+    return QORB_EINVAL;
+  }
   qorb__list_push_back(&p->released, &s->plink);
   ev_async_send(p->loop, &p->wake);
   qorb__pool_unlock(p);
@@ -560,9 +605,9 @@ int qorb_release_broken(qorb_claim_t *claim) {
 }
 
 void *qorb_claim_conn(const qorb_claim_t *claim) {
-  return claim != NULL ? claim->conn : NULL;
+  return claim != NULL ? qorb__handle_slot(claim)->conn : NULL;
 }
 
 const qorb_addr_t *qorb_claim_addr(const qorb_claim_t *claim) {
-  return claim != NULL ? &claim->backend->addr : NULL;
+  return claim != NULL ? &qorb__handle_slot(claim)->backend->addr : NULL;
 }

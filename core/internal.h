@@ -29,8 +29,19 @@ struct qorb_resolver;
 struct qorb_resolver_ops;
 const struct qorb_resolver_ops *qorb__resolver_ops(const struct qorb_resolver *r);
 
-/* Monotonic time in nanoseconds (not for the claim fast path). */
+/*
+ * A caller's policy (any size from the first release's on) as one of ours:
+ * defaults for the fields it lacks. QORB_EINVAL if its size is not one
+ * qorb_policy_init() could have set.
+ */
+struct qorb_policy;
+int qorb__policy_import(struct qorb_policy *out, const struct qorb_policy *in);
+
+/* Monotonic time in nanoseconds (not for the claim fast path). clock.c */
 uint64_t qorb__now_ns(void);
+
+/* Coarse monotonic milliseconds (no system call), for validate_idle_ms. */
+int64_t qorb__coarse_ms(void);
 
 /*
  * Defensive branches: conditions that cannot happen unless qorb itself is

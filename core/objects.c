@@ -4,6 +4,9 @@
  * pair a third party's op table with its context. The pool owns them once
  * qorb_pool_new() succeeds.
  */
+#include <stddef.h>
+#include <string.h>
+
 #include "private.h"
 
 int qorb_connector_new(qorb_connector_t **out, const qorb_connector_ops_t *ops,
@@ -11,12 +14,16 @@ int qorb_connector_new(qorb_connector_t **out, const qorb_connector_ops_t *ops,
   qorb_connector_t *c;
   if (out == NULL || ops == NULL) return QORB_EINVAL;
   *out = NULL;
-  if (ops->version != QORB_CONNECTOR_OPS_VERSION || ops->connect == NULL ||
-      ops->close == NULL)
+  if (ops->version < 1 || ops->version > QORB_CONNECTOR_OPS_VERSION ||
+      ops->connect == NULL || ops->close == NULL)
     return QORB_EINVAL;
   c = qorb__calloc(1, sizeof(*c));
   if (c == NULL) return QORB_ENOMEM;
-  c->ops = ops;
+  /* A version-1 table ends at `destroy`: copy no further than that. */
+  if (ops->version == 1)
+    memcpy(&c->ops, ops, offsetof(qorb_connector_ops_t, idle_fd));
+  else
+    c->ops = *ops;
   c->ctx = ctx;
   *out = c;
   return 0;
@@ -24,7 +31,7 @@ int qorb_connector_new(qorb_connector_t **out, const qorb_connector_ops_t *ops,
 
 void qorb_connector_free(qorb_connector_t *c) {
   if (c == NULL) return;
-  if (c->ops->destroy != NULL) c->ops->destroy(c->ctx);
+  if (c->ops.destroy != NULL) c->ops.destroy(c->ctx);
   qorb__free(c);
 }
 

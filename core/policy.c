@@ -1,18 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * policy.c: the pool's knobs, their defaults and their validation. A bad
- * policy is refused with a message that names the field.
+ * policy is refused with a message that names the field. A caller's policy
+ * may be older (shorter) or newer (longer) than ours: `size` says which,
+ * and qorb__policy_import() turns it into one of ours.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 #include "qorb/pool.h"
 
-void qorb_policy_init_(qorb_policy_t *p, size_t size) {
-  if (p == NULL) return;
-  memset(p, 0, size < sizeof(*p) ? size : sizeof(*p));
-  p->size = size;
+/* The policy as first released: every caller's struct is at least this. */
+#define POLICY_V1_SIZE \
+  (offsetof(qorb_policy_t, log_arg) + sizeof(((qorb_policy_t *)0)->log_arg))
+/* Anything larger than this is not a policy from qorb_policy_init(). */
+#define POLICY_MAX_SIZE 65536
+
+static void policy_defaults(qorb_policy_t *p) {
+  memset(p, 0, sizeof(*p));
+  p->size = sizeof(*p);
   p->name = "qorb";
   p->spares_wanted = 2;
   p->max_slots = 16;
@@ -22,7 +30,7 @@ void qorb_policy_init_(qorb_policy_t *p, size_t size) {
   p->claim_timeout_ms = 5000;
   p->connect_timeout_ms = 5000;
   p->min_backoff_ms = 50;
-  p->max_backoff_ms = 10000;
+  p->max_backoff_ms = 500;
   p->backoff_spread_ms = 100;
   p->health_interval_ms = 30000;
   p->health_check_timeout_ms = 2000;
@@ -33,6 +41,29 @@ void qorb_policy_init_(qorb_policy_t *p, size_t size) {
   p->max_lifetime_ms = 1800000;
   p->idle_timeout_ms = 600000;
   p->leak_threshold_ms = 0;
+  p->fail_fast_after_ms = 10000;
+  p->validate_idle_ms = 0;
+}
+
+void qorb_policy_init_(qorb_policy_t *p, size_t size) {
+  qorb_policy_t d;
+  if (p == NULL || size < sizeof(p->size)) return;
+  policy_defaults(&d);
+  d.size = size;
+  /* The caller's struct is `size` bytes: ours may be longer or shorter. */
+  if (size > sizeof(d)) memset((char *)p + sizeof(d), 0, size - sizeof(d));
+  memcpy(p, &d, size < sizeof(d) ? size : sizeof(d));
+}
+
+int qorb__policy_import(qorb_policy_t *out, const qorb_policy_t *in) {
+  size_t n;
+  if (in == NULL || in->size < POLICY_V1_SIZE || in->size > POLICY_MAX_SIZE)
+    return QORB_EINVAL;
+  policy_defaults(out);
+  n = in->size < sizeof(*out) ? in->size : sizeof(*out);
+  memcpy(out, in, n);
+  out->size = sizeof(*out);
+  return 0;
 }
 
 static int policy_bad(char *err, size_t errlen, const char *what) {
@@ -40,10 +71,12 @@ static int policy_bad(char *err, size_t errlen, const char *what) {
   return QORB_EPOLICY;
 }
 
-int qorb_policy_validate(const qorb_policy_t *p, char *err, size_t errlen) {
+int qorb_policy_validate(const qorb_policy_t *in, char *err, size_t errlen) {
+  qorb_policy_t full;
+  const qorb_policy_t *p = &full;
   if (err != NULL && errlen > 0) err[0] = '\0';
-  if (p == NULL) return QORB_EINVAL;
-  if (p->size != sizeof(*p)) {
+  if (in == NULL) return QORB_EINVAL;
+  if (qorb__policy_import(&full, in) != 0) {
     if (err != NULL && errlen > 0)
       snprintf(err, errlen, "policy not initialised with qorb_policy_init()");
     return QORB_EINVAL;

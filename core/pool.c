@@ -56,6 +56,7 @@ static void pool_begin_close(qorb_pool_t *p) {
   }
   ev_timer_stop(p->loop, &p->rebalance_timer);
   ev_timer_stop(p->loop, &p->leak_timer);
+  ev_timer_stop(p->loop, &p->failfast_timer);
   pthread_mutex_lock(&p->mu);
   qorb__fail_waiters_locked(p, QORB_ESHUTDOWN);
   qorb__pool_unlock(p);
@@ -156,6 +157,7 @@ static void pool_finish(qorb_pool_t *p) {
   ev_async_stop(p->loop, &p->wake);
   ev_timer_stop(p->loop, &p->rebalance_timer);
   ev_timer_stop(p->loop, &p->leak_timer);
+  ev_timer_stop(p->loop, &p->failfast_timer);
   if (p->own_loop) {
     /* The thread's ev_run returns now; the closer (or the thread) frees. */
     ev_break(p->loop, EVBREAK_ALL);
@@ -212,7 +214,9 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
 
   p = qorb__calloc(1, sizeof(*p));
   if (p == NULL) return QORB_ENOMEM;
-  p->policy = *policy;
+  /* The caller's policy may be shorter or longer than ours. */
+  (void)qorb__policy_import(&p->policy, policy);
+  policy = &p->policy;
   qorb__strlcpy(p->name, policy->name, sizeof(p->name));
   p->policy.name = p->name;
   reserve = policy->max_slots / 8 + 1; /* room for lifetime replacements */
@@ -235,7 +239,7 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   qorb__list_init(&p->to_post);
   qorb__list_init(&p->done_ops);
   qorb__list_init(&p->backends);
-  p->cops = connector->ops;
+  p->cops = &connector->ops;
   p->cctx = connector->ctx;
   p->rng = (qorb__now_ns() ^ (uint64_t)(uintptr_t)p) | 1;
 
@@ -255,6 +259,7 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   p->wake.data = p;
   ev_async_start(loop, &p->wake);
   qorb__rebalance_timer_init(p);
+  qorb__failfast_timer_init(p);
   ev_unref(loop); /* housekeeping alone does not keep the loop running */
   p->unrefs++;
   if (qorb__leak_timer_init(p)) {
@@ -309,6 +314,7 @@ fail_stop:
   ev_async_stop(loop, &p->wake);
   ev_timer_stop(loop, &p->rebalance_timer);
   ev_timer_stop(loop, &p->leak_timer);
+  ev_timer_stop(loop, &p->failfast_timer);
 fail:
   if (p->own_loop && p->loop != NULL) ev_loop_destroy(p->loop);
   pthread_mutex_destroy(&p->mu);

@@ -38,7 +38,7 @@
 #define RELAXED memory_order_relaxed
 
 struct qorb_connector {
-  const qorb_connector_ops_t *ops;
+  qorb_connector_ops_t ops; /* a copy, missing version-1 fields NULL */
   void *ctx;
 };
 
@@ -114,6 +114,8 @@ struct qorb_claim {
   _Atomic uint64_t nclaims;              /* [any] written by the owner only */
   _Atomic(const char *) claim_file;      /* [any] written by the owner */
   _Atomic int claim_line;                /* [any] written by the owner */
+  _Atomic int64_t idle_since_ms;         /* [any] when it last became IDLE
+                                            (only with validate_idle_ms) */
   void *conn;          /* set by the loop before the slot is published */
   struct qorb__backend *backend; /* [mu] while bound */
   qorb_pool_t *pool;
@@ -126,6 +128,10 @@ struct qorb_claim {
      the health interval, or the retire tick of a retiring idle slot. */
   _Alignas(64) ev_timer timer;
   ev_timer life;               /* max_lifetime */
+  ev_io watch;                 /* the idle socket (connector's idle_fd) */
+  ev_timer rewatch;            /* watch again once a claimant let it go */
+  int watching;                /* `watch` is started */
+  ev_tstamp checked_at;        /* last health check passed (or connect) */
   qorb__list_t blink;          /* backend's slot list [mu] */
   qorb__list_t plink;          /* pool->released [mu] or pool->done_ops */
   int op;                      /* enum qorb__op_kind in flight */
@@ -153,6 +159,7 @@ struct qorb__backend {
   unsigned target;         /* wanted slots, from rebalancing */
   _Atomic int removed;     /* no longer reported by the resolver */
   int failed;              /* failed since it was last online */
+  ev_tstamp down_since;    /* offline since (added, or last slot closed) */
   _Atomic unsigned fail_cur, fail_prev; /* windowed failure count */
   ev_tstamp window_start;
   double rank;             /* lower is better */
@@ -233,6 +240,7 @@ struct qorb_pool {
   int rebalance_wanted;          /* run a rebalance at the end of the pass */
   ev_timer rebalance_timer;
   ev_timer leak_timer;
+  ev_timer failfast_timer;       /* re-publish when fail_fast_after passes */
   qorb__list_t done_ops;         /* slots whose op finished */
   qorb_policy_t policy;
   qorb_resolver_t *resolver;
@@ -305,6 +313,20 @@ extern _Thread_local const qorb_pool_t *qorb__tl_own_pool
 /* ---------------------------------------------------------------------- */
 /* slot.c: the slot state machine (loop)                                   */
 
+/*
+ * Claim handles carry a generation in the low bits that the slots'
+ * alignment leaves free, so that a stale handle (released already, its
+ * slot since claimed by someone else) is refused instead of releasing
+ * another claimant's connection.
+ */
+#define QORB__GEN_MASK ((uintptr_t)63)
+static inline qorb_claim_t *qorb__handle(qorb_claim_t *s, uint64_t nclaims) {
+  return (qorb_claim_t *)((uintptr_t)s | ((uintptr_t)nclaims & QORB__GEN_MASK));
+}
+static inline qorb_claim_t *qorb__handle_slot(const qorb_claim_t *h) {
+  return (qorb_claim_t *)((uintptr_t)h & ~QORB__GEN_MASK);
+}
+
 /* Initialise every slot of the array (qorb_pool_new). */
 void qorb__slots_init(qorb_pool_t *p);
 /* Bind a FREE slot to `b`; NULL when the array is full. */
@@ -317,6 +339,8 @@ void qorb__slot_unbind(qorb_claim_t *s);
 void qorb__slot_set_state(qorb_claim_t *s, int to);
 /* CAS `from` -> `to`, firing slot-state-change; 1 if it was done. */
 int qorb__slot_cas_state(qorb_claim_t *s, int from, int to);
+/* Check `b`'s idle connections now (one of them died). */
+void qorb__backend_warn(struct qorb__backend *b, const qorb_claim_t *except);
 /* A slot the releaser handed to the loop (pool->released). */
 void qorb__slot_released(qorb_claim_t *s);
 /* The op in flight finished (pool->done_ops). */
@@ -327,6 +351,8 @@ void qorb__slot_op_finished(qorb_claim_t *s);
 
 /* Recompute the published backend counts and the all-failed short cut. */
 void qorb__pool_publish(qorb_pool_t *p);
+/* Set up the fail-fast timer (re-publishes once the bound has passed). */
+void qorb__failfast_timer_init(qorb_pool_t *p);
 /* Count a failure in `b`'s window. */
 void qorb__backend_failure(qorb_pool_t *p, struct qorb__backend *b);
 /* Failures in the current and previous window. */

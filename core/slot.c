@@ -18,8 +18,12 @@
 
 #include "private.h"
 
-/* How bad a failure is: a broken release, an op's failure, a connect's. */
-enum { FAIL_BROKEN = 0, FAIL_OP = 1, FAIL_CONNECT = 2 };
+/*
+ * How bad a failure is: a broken release (says nothing of the backend), an
+ * idle connection that died (counted; replaced at once), an op's failure,
+ * a connect's.
+ */
+enum { FAIL_BROKEN = 0, FAIL_IDLE, FAIL_OP, FAIL_CONNECT };
 static void slot_failed(qorb_claim_t *s, int kind);
 
 #if defined(QORB_HAVE_PROBES)
@@ -55,6 +59,128 @@ static void slot_timer_start(qorb_claim_t *s, unsigned delay_ms) {
   ev_timer_stop(s->pool->loop, &s->timer);
   ev_timer_set(&s->timer, qorb__ms(delay_ms), 0.);
   ev_timer_start(s->pool->loop, &s->timer);
+}
+
+/*
+ * Arm the timer for the next health check: health_interval_ms after the
+ * last one (or the connect). Use does not postpone it: a connection
+ * claimed again and again is still checked. One that is due but held by a
+ * claimant is looked at again shortly (a clean release goes back to idle
+ * without the loop).
+ */
+#define QORB__CHECK_RETRY_MS 100
+static void slot_health_timer(qorb_claim_t *s) {
+  qorb_pool_t *p = s->pool;
+  ev_tstamp due = s->checked_at + qorb__ms(p->policy.health_interval_ms);
+  ev_tstamp left = due - ev_now(p->loop);
+  ev_tstamp retry = qorb__ms(p->policy.health_interval_ms < QORB__CHECK_RETRY_MS
+                                 ? p->policy.health_interval_ms
+                                 : QORB__CHECK_RETRY_MS);
+  int st = qorb__slot_state(s);
+  if (left < 0) left = 0;
+  if (left < retry && (st == QORB__S_CLAIMED || st == QORB__S_RELEASED))
+    left = retry;
+  ev_timer_stop(p->loop, &s->timer);
+  ev_timer_set(&s->timer, left, 0.);
+  ev_timer_start(p->loop, &s->timer);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The idle watch (qorb__slot_watch: slot_watch_start/stop/cb)             */
+
+/*
+ * While the pool owns an idle connection, the loop watches its socket
+ * (the connector's idle_fd): readable or hung up with nobody holding it
+ * means the server closed it or sent something unsolicited. The watch is
+ * started whenever the loop makes the slot IDLE. A claimant's CAS takes
+ * the slot without touching the watch (the fast path stays free of
+ * system calls); the claimant's own traffic then wakes the watch once, and
+ * the loop stops it and looks again every QORB__REWATCH_MS until the slot
+ * is idle again (a clean release stores IDLE without the loop).
+ */
+#define QORB__REWATCH_MS 100
+
+static void slot_watch_stop(qorb_claim_t *s) {
+  if (s->watching) {
+    ev_io_stop(s->pool->loop, &s->watch);
+    s->watching = 0;
+  }
+  ev_timer_stop(s->pool->loop, &s->rewatch);
+}
+
+/* The socket to watch, asked while the loop still owns the connection. */
+static int slot_watch_fd(qorb_claim_t *s) {
+  qorb_pool_t *p = s->pool;
+  if (p->cops->idle_fd == NULL || s->conn == NULL) return -1;
+  return p->cops->idle_fd(p->cctx, s->conn);
+}
+
+static void slot_watch_start(qorb_claim_t *s, int fd) {
+  qorb_pool_t *p = s->pool;
+  if (fd < 0) {
+    slot_watch_stop(s);
+    return;
+  }
+  if (s->watching && s->watch.fd == fd) return;
+  slot_watch_stop(s);
+  ev_io_set(&s->watch, fd, EV_READ);
+  ev_io_start(p->loop, &s->watch);
+  s->watching = 1;
+}
+
+/* Look again once the claimant has let the slot go. */
+static void slot_rewatch_later(qorb_claim_t *s) {
+  if (s->pool->cops->idle_fd == NULL) return;
+  ev_timer_stop(s->pool->loop, &s->rewatch);
+  ev_timer_set(&s->rewatch, qorb__ms(QORB__REWATCH_MS), 0.);
+  ev_timer_start(s->pool->loop, &s->rewatch);
+}
+
+static void slot_idle_died(qorb_claim_t *s, int rc);
+
+static void slot_watch_cb(struct ev_loop *loop, ev_io *w, int revents) {
+  qorb_claim_t *s = QORB_CONTAINER_OF(w, qorb_claim_t, watch);
+  qorb_pool_t *p = s->pool;
+  int rc;
+  (void)loop;
+  (void)revents;
+  slot_watch_stop(s);
+  /* A claimant that took the slot first simply has it. */
+  if (!qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
+    if (qorb__slot_state(s) == QORB__S_CLAIMED) slot_rewatch_later(s);
+    return;
+  }
+  rc = p->cops->peek != NULL ? p->cops->peek(p->cctx, s->conn) : QORB_ECLOSED;
+  if (rc == 0) {
+    int fd = slot_watch_fd(s);
+    qorb__slot_set_state(s, QORB__S_IDLE);
+    slot_watch_start(s, fd);
+    return;
+  }
+  slot_idle_died(s, rc);
+}
+
+static void slot_rewatch_cb(struct ev_loop *loop, ev_timer *t, int revents) {
+  qorb_claim_t *s = QORB_CONTAINER_OF(t, qorb_claim_t, rewatch);
+  (void)revents;
+  ev_timer_stop(loop, t);
+  switch (qorb__slot_state(s)) {
+  case QORB__S_IDLE:
+    /* Take the slot for the moment it takes to ask for the socket. */
+    if (qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
+      int fd = slot_watch_fd(s);
+      qorb__slot_set_state(s, QORB__S_IDLE);
+      slot_watch_start(s, fd);
+    } else {
+      slot_rewatch_later(s);
+    }
+    return;
+  case QORB__S_CLAIMED:
+    slot_rewatch_later(s);
+    return;
+  default:
+    return; /* the loop has it: it watches again when it makes it IDLE */
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -95,6 +221,7 @@ static void slot_close_conn(qorb_claim_t *s) {
   if (s->op == QORB__OP_CONNECT && s->backend->nconnecting > 0)
     s->backend->nconnecting--;
   s->op = QORB__OP_NONE;
+  slot_watch_stop(s); /* before the connector closes the socket */
   if (s->conn != NULL) {
     p->cops->close(p->cctx, s->conn);
     s->conn = NULL;
@@ -103,6 +230,7 @@ static void slot_close_conn(qorb_claim_t *s) {
     s->connected = 0;
     s->backend->nconnected--;
     if (s->backend->nconnected == 0) {
+      s->backend->down_since = ev_now(p->loop);
       QORB_PROBE(SLOT_SET_OFFLINE, p->name, s->backend->addr.text);
       qorb__pool_log(p, QORB_LOG_WARN, "backend %s offline",
                      s->backend->addr.text);
@@ -170,6 +298,7 @@ static int start_op(qorb_claim_t *s, int op, int state, unsigned timeout_ms) {
   int rc;
   s->op = op;
   s->op_status = 0;
+  slot_watch_stop(s);
   qorb__slot_set_state(s, state);
   slot_timer_start(s, timeout_ms);
   switch (op) {
@@ -202,6 +331,29 @@ static void slot_start_op(qorb_claim_t *s, int op, int state,
   if (start_op(s, op, state, timeout_ms) < 0) slot_failed(s, FAIL_OP);
 }
 
+/*
+ * Check a slot the loop has just taken from IDLE to CHECKING: a health
+ * check round trip, or where the connector has none, a look (peek).
+ */
+static void slot_check_now(qorb_claim_t *s) {
+  qorb_pool_t *p = s->pool;
+  int rc, fd;
+  if (p->cops->check != NULL) {
+    slot_start_op(s, QORB__OP_CHECK, QORB__S_CHECKING,
+                  p->policy.health_check_timeout_ms);
+    return;
+  }
+  slot_watch_stop(s);
+  rc = p->cops->peek != NULL ? p->cops->peek(p->cctx, s->conn) : 0;
+  if (rc < 0) {
+    slot_idle_died(s, rc);
+    return;
+  }
+  fd = slot_watch_fd(s);
+  qorb__slot_set_state(s, QORB__S_IDLE);
+  slot_watch_start(s, fd);
+}
+
 /* Close one retiring idle slot of `b` now that a replacement is ready. */
 static void backend_retire_one(struct qorb__backend *b) {
   qorb__list_t *it;
@@ -221,21 +373,29 @@ static void backend_retire_one(struct qorb__backend *b) {
  */
 static void slot_offer(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
-  int r, replacement;
+  int r, replacement, fd;
 
   s->op = QORB__OP_NONE;
   if (s->retiring)
     slot_timer_start(s, p->policy.rebalance_interval_ms);
   else if (p->policy.health_interval_ms > 0 && p->cops->check != NULL)
-    slot_timer_start(s, p->policy.health_interval_ms);
+    slot_health_timer(s);
   else
     ev_timer_stop(p->loop, &s->timer);
   replacement = !s->retiring && s->backend->nretiring > 0;
 
+  if (p->policy.validate_idle_ms > 0)
+    atomic_store_explicit(&s->idle_since_ms, qorb__coarse_ms(), RELAXED);
+  /* Asked before IDLE is published: a claimant may take it at once. */
+  fd = slot_watch_fd(s);
   pthread_mutex_lock(&p->mu);
   r = qorb__offer_locked(p, s, qorb__slot_state(s));
   if (r == QORB__OFFER_KEPT) qorb__slot_set_state(s, QORB__S_IDLE);
   qorb__pool_unlock(p);
+  if (r == QORB__OFFER_KEPT)
+    slot_watch_start(s, fd);
+  else
+    slot_rewatch_later(s);
   if (r == QORB__OFFER_ASYNC) qorb__pool_kick(p);
   if (replacement) backend_retire_one(s->backend);
 }
@@ -282,8 +442,8 @@ static void slot_failed(qorb_claim_t *s, int kind) {
     slot_free(s);
     return;
   }
-  if (kind == FAIL_BROKEN) {
-    /* Released as broken: replace it at once, it says nothing of the backend. */
+  if (kind == FAIL_BROKEN || kind == FAIL_IDLE) {
+    /* Replace it at once: the backend may well be there (a killed session). */
     s->backoff_ms = 0;
     qorb__slot_set_state(s, QORB__S_BACKOFF);
     qorb__slot_connect(s);
@@ -341,6 +501,7 @@ static void slot_connected(qorb_claim_t *s) {
   struct qorb__backend *b = s->backend;
   QORB_PROBE(CONNECT_DONE, p->name, (uint64_t)s->index, b->addr.text);
   atomic_fetch_add_explicit(&b->connects, 1, RELAXED);
+  s->checked_at = ev_now(p->loop);
   s->connected = 1;
   s->backoff_ms = 0;
   if (b->nconnected++ == 0) {
@@ -387,7 +548,41 @@ static void slot_op_failed(qorb_claim_t *s, int op, int status) {
     break;
   }
   (void)addr;
+  if (status == QORB_EGONE) {
+    struct qorb__backend *b = s->backend;
+    slot_failed(s, FAIL_OP);
+    qorb__backend_warn(b, NULL);
+    return;
+  }
   slot_failed(s, FAIL_OP);
+}
+
+/*
+ * An idle connection that the server closed, or that received something
+ * unsolicited (the connector's peek said so): close it and replace it at
+ * once, and have its siblings checked, since the backend may have gone.
+ */
+static void slot_idle_died(qorb_claim_t *s, int rc) {
+  qorb_pool_t *p = s->pool;
+  struct qorb__backend *b = s->backend;
+  qorb_op_set_error((qorb_op_t *)s, "idle connection to %s: %s", b->addr.text,
+                    qorb_strerror(rc));
+  QORB_PROBE(HEALTH_CHECK_FAILED, p->name, (uint64_t)s->index, b->addr.text,
+             rc);
+  slot_failed(s, FAIL_IDLE);
+  qorb__backend_warn(b, NULL);
+}
+
+void qorb__backend_warn(struct qorb__backend *b, const qorb_claim_t *except) {
+  qorb__list_t *it, *next;
+  if (b->removed) return; /* its idle slots are closing anyway */
+  for (it = b->slots.next; it != &b->slots; it = next) {
+    qorb_claim_t *x = QORB_CONTAINER_OF(it, qorb_claim_t, blink);
+    next = it->next;
+    if (x == except) continue;
+    if (!qorb__slot_cas_state(x, QORB__S_IDLE, QORB__S_CHECKING)) continue;
+    slot_check_now(x);
+  }
 }
 
 void qorb__slot_op_finished(qorb_claim_t *s) {
@@ -408,6 +603,7 @@ void qorb__slot_op_finished(qorb_claim_t *s) {
   case QORB__OP_CHECK:
     QORB_PROBE(HEALTH_CHECK_DONE, p->name, (uint64_t)s->index,
                s->backend->addr.text);
+    s->checked_at = ev_now(p->loop);
     if (slot_excess(s)) {
       slot_free(s);
       return;
@@ -430,11 +626,14 @@ void qorb__slot_op_finished(qorb_claim_t *s) {
 void qorb__slot_released(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   if (s->release_broken) {
-    if (p->closing_loop || s->backend->removed || s->retiring) {
+    struct qorb__backend *b = s->backend;
+    if (p->closing_loop || b->removed || s->retiring) {
       slot_free(s);
       return;
     }
+    /* One death warns its siblings: check the backend's idle ones now. */
     slot_failed(s, FAIL_BROKEN);
+    qorb__backend_warn(b, NULL);
     return;
   }
   if (slot_excess(s)) {
@@ -479,11 +678,10 @@ static void slot_idle_tick(qorb_claim_t *s) {
   }
   /* Health check, if nobody claims it first. */
   if (!qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
-    slot_timer_start(s, p->policy.health_interval_ms);
+    slot_health_timer(s);
     return;
   }
-  slot_start_op(s, QORB__OP_CHECK, QORB__S_CHECKING,
-                p->policy.health_check_timeout_ms);
+  slot_check_now(s);
 }
 
 static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
@@ -515,8 +713,7 @@ static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
     return;
   case QORB__S_CLAIMED:
   case QORB__S_RELEASED:
-    if (p->policy.health_interval_ms > 0)
-      slot_timer_start(s, p->policy.health_interval_ms);
+    if (p->policy.health_interval_ms > 0) slot_health_timer(s);
     return;
   default:
     return;
@@ -552,6 +749,8 @@ void qorb__slots_init(qorb_pool_t *p) {
     s->index = i;
     ev_timer_init(&s->timer, slot_timer_cb, 0., 0.);
     ev_timer_init(&s->life, slot_life_cb, 0., 0.);
+    ev_io_init(&s->watch, slot_watch_cb, -1, EV_READ);
+    ev_timer_init(&s->rewatch, slot_rewatch_cb, 0., 0.);
     qorb__list_init(&s->blink);
     qorb__list_init(&s->plink);
     atomic_store_explicit(&p->order[i], UINT32_MAX, RELAXED);

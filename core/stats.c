@@ -5,6 +5,7 @@
  * counters: a claim held past leak_threshold_ms is reported through the
  * log callback with its claim site.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "private.h"
@@ -64,10 +65,16 @@ int qorb__leak_timer_init(qorb_pool_t *p) {
 /* ---------------------------------------------------------------------- */
 /* Stats                                                                   */
 
+/* Larger than this is not a size that qorb_pool_stats_init() set. */
+#define STATS_MAX_SIZE 65536
+
 void qorb_pool_stats_init_(qorb_pool_stats_t *st, size_t size,
                            size_t backend_size) {
-  if (st == NULL) return;
-  memset(st, 0, size < sizeof(*st) ? size : sizeof(*st));
+  /* The caller's struct is `size` bytes, longer or shorter than ours. */
+  if (st == NULL || size < offsetof(qorb_pool_stats_t, closing) ||
+      size > STATS_MAX_SIZE)
+    return;
+  memset(st, 0, size);
   st->size = size;
   st->backend_size = backend_size;
 }
@@ -83,8 +90,11 @@ int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
    * The caller's structs may be older (smaller) than ours: write only the
    * fields it knows, with its own stride through the backend array.
    */
-  if (p == NULL || st == NULL || st->size < offsetof(qorb_pool_stats_t, closing) ||
-      (backends != NULL && st->backend_size < sizeof(qorb_addr_t)))
+  if (p == NULL || st == NULL ||
+      st->size < offsetof(qorb_pool_stats_t, closing) ||
+      st->size > STATS_MAX_SIZE ||
+      (backends != NULL && (st->backend_size < sizeof(qorb_addr_t) ||
+                            st->backend_size > STATS_MAX_SIZE)))
     return QORB_EINVAL;
   memset(&out, 0, sizeof(out));
   out.size = st->size;
@@ -145,12 +155,19 @@ int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
     out.idle += bs.idle;
     out.checking += bs.checking;
     out.claimed += bs.claimed;
-    if (backends != NULL && nb < cap)
-      memcpy((char *)backends + nb * st->backend_size, &bs,
+    if (backends != NULL && nb < cap) {
+      /* The caller's stride; fields beyond ours are zeroed. */
+      char *at = (char *)backends + nb * st->backend_size;
+      if (st->backend_size > sizeof(bs))
+        memset(at + sizeof(bs), 0, st->backend_size - sizeof(bs));
+      memcpy(at, &bs,
              st->backend_size < sizeof(bs) ? st->backend_size : sizeof(bs));
+    }
     nb++;
   }
   qorb__pool_unlock(p);
+  if (st->size > sizeof(out))
+    memset((char *)st + sizeof(out), 0, st->size - sizeof(out));
   memcpy(st, &out, st->size < sizeof(out) ? st->size : sizeof(out));
   if (n != NULL) *n = nb;
   return 0;

@@ -316,6 +316,32 @@ static void echo_close(void *ctx, void *conn) {
 }
 
 /*
+ * idle_fd and peek let the pool watch idle connections: when the socket of
+ * a connection nobody holds becomes readable, the pool asks peek, which
+ * looks without waiting. An echo server never speaks first, so anything
+ * but "nothing yet" means the connection is over: EOF (the server closed
+ * it: QORB_EGONE, which also has the pool check the other connections to
+ * that server) or stray bytes.
+ */
+static int echo_idle_fd(void *ctx, void *conn) {
+  echo_conn_t *c = conn;
+  (void)ctx;
+  return c->fd;
+}
+
+static int echo_peek(void *ctx, void *conn) {
+  echo_conn_t *c = conn;
+  char b;
+  ssize_t n;
+  (void)ctx;
+  n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return QORB_EGONE;
+  if (n > 0) return QORB_EPROTO;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+  return QORB_EGONE;
+}
+
+/*
  * The op table: static const, versioned. prepare and recycle are NULL
  * (nothing to do), destroy is NULL (the connector has no context).
  */
@@ -329,6 +355,8 @@ static const qorb_connector_ops_t echo_ops = {
     echo_needs_recycle,
     echo_close,
     NULL, /* destroy */
+    echo_idle_fd,
+    echo_peek,
 };
 
 int echo_connector_new(qorb_connector_t **out) {

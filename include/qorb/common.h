@@ -53,7 +53,8 @@ extern "C" {
   X(ECONFIG, -4020, "invalid connector configuration")                       \
   X(ENOTSUP, -4021, "not supported")                                         \
   X(EBROKEN, -4022, "connection released as broken")                         \
-  X(ECLOSED, -4023, "connection closed by peer")
+  X(ECLOSED, -4023, "connection closed by peer")                            \
+  X(EGONE, -4024, "backend went away")
 
 enum qorb_errno {
 #define QORB__ERR_ENUM(name, code, text) QORB_##name = (code),

@@ -33,7 +33,12 @@ typedef struct qorb_op qorb_op_t;
 /** A connector instance: an op table and its context. Opaque. */
 typedef struct qorb_connector qorb_connector_t;
 
-#define QORB_CONNECTOR_OPS_VERSION 1
+/*
+ * The op table's version. 2 added `idle_fd` and `peek`; a table of version
+ * 1 (without them) is still accepted, and its idle connections are found
+ * dead only by `check`.
+ */
+#define QORB_CONNECTOR_OPS_VERSION 2
 
 /**
  * The connector op table. Keep it `static const`. Every op runs on the pool
@@ -44,6 +49,12 @@ typedef struct qorb_connector qorb_connector_t;
  * started, and then call qorb_op_done(op, status) exactly once, from the pool
  * loop (possibly before the op returns). They return a negative code when
  * they fail before starting; then qorb_op_done() must not be called.
+ *
+ * A failure that means the backend went away (the server closed the
+ * connection or is shutting down, as opposed to one connection's own
+ * trouble) is reported as QORB_EGONE, by any op, by `needs_recycle` and by
+ * `peek`: the pool then checks that backend's other idle connections at
+ * once instead of waiting for their turn.
  */
 typedef struct qorb_connector_ops {
   unsigned version; /**< QORB_CONNECTOR_OPS_VERSION */
@@ -85,7 +96,9 @@ typedef struct qorb_connector_ops {
    * such as an async-flavour qorb-redis claim: its claimant releases it on
    * the loop thread, so there needs_recycle may touch loop state (qorb-redis
    * stops its read watcher, ev_io_stop, for a connection that goes straight
-   * back to idle). NULL: recycle always runs (if there is one).
+   * back to idle). NULL: recycle always runs (if there is one). A negative
+   * return of QORB_EGONE also warns the backend's other connections (see
+   * above).
    */
   int (*needs_recycle)(void *ctx, void *conn);
 
@@ -97,6 +110,35 @@ typedef struct qorb_connector_ops {
 
   /** Free `ctx` when the connector is freed. NULL: nothing to free. */
   void (*destroy)(void *ctx);
+
+  /* ---- version 2 ---- */
+
+  /**
+   * The socket of a connection, for the pool loop to watch while the
+   * connection is idle: readable or hung up while nobody holds it means the
+   * server closed it or sent something unsolicited, and `peek` (below)
+   * decides. -1: not watched. Called on the pool loop whenever the pool
+   * owns the connection (it may change after a reconnect). NULL: idle
+   * connections are not watched; a dead one is found by `check` or by its
+   * next claimant.
+   */
+  int (*idle_fd)(void *ctx, void *conn);
+
+  /**
+   * Look at a connection nobody holds, without waiting: 0 when it is still
+   * alive and clean (a PostgreSQL NOTIFY that arrived is not a death), a
+   * negative code when it is dead or unusable, and then it is closed.
+   * QORB_EGONE says the backend itself went away (the connection closed,
+   * the server shutting down), and makes the pool check the backend's other
+   * idle connections at once. It may read what has already arrived (a recv
+   * on a non-blocking socket) but never waits or sends. Called on the pool
+   * loop when an idle connection's socket becomes readable, and on a
+   * claimant's thread when a claim finds a connection idle longer than the
+   * policy's validate_idle_ms; either way the caller owns the connection
+   * for the call. NULL: a readable idle socket means the connection is
+   * dead.
+   */
+  int (*peek)(void *ctx, void *conn);
 } qorb_connector_ops_t;
 
 /**

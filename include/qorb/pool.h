@@ -34,7 +34,11 @@ typedef struct qorb_claim qorb_claim_t;
 
 /**
  * Pool policy: every knob, with defaults from qorb_policy_init(). Plain
- * data; new fields are only ever appended. Times are in milliseconds.
+ * data; new fields are only ever appended, and `size` says which a caller
+ * knows: a program built against an older, shorter policy gets the
+ * defaults for the fields it lacks, and one built against a newer, longer
+ * policy is accepted (fields beyond this library's are ignored). Times are
+ * in milliseconds.
  */
 typedef struct qorb_policy {
   size_t size;                  /**< set by qorb_policy_init() */
@@ -52,7 +56,9 @@ typedef struct qorb_policy {
   unsigned claim_timeout_ms;    /**< default wait for a claim (5000) */
   unsigned connect_timeout_ms;  /**< one connection attempt (5000) */
   unsigned min_backoff_ms;      /**< first reconnect delay (50) */
-  unsigned max_backoff_ms;      /**< backoff cap (10000) */
+  unsigned max_backoff_ms;      /**< backoff cap (500): with one probing
+                                     connection to a backend that is down,
+                                     about 2 attempts a second */
   unsigned backoff_spread_ms;   /**< random extra in [0, spread) (100) */
   unsigned health_interval_ms;  /**< idle health checks; 0 = off (30000) */
   unsigned health_check_timeout_ms; /**< bound on one check (2000) */
@@ -74,6 +80,21 @@ typedef struct qorb_policy {
   unsigned leak_threshold_ms;   /**< report claims held longer; 0 = off (0) */
   qorb_log_cb log_cb;           /**< optional log callback */
   void *log_arg;                /**< its argument */
+  /* Appended in 0.2. */
+  unsigned fail_fast_after_ms;  /**< claims fail at once (QORB_ENOTONLINE)
+                                     only after every known backend has been
+                                     offline, with a failed connect, this
+                                     long; until then they wait up to their
+                                     timeout, so a backend that restarts
+                                     costs no failed claim. 0 = at once
+                                     (10000) */
+  unsigned validate_idle_ms;    /**< a claim that finds a connection idle
+                                     longer than this first asks the
+                                     connector to look at it (`peek`: no
+                                     round trip, no waiting; a dead one is
+                                     closed and the claim takes another).
+                                     0 = off (0): idle connections are
+                                     watched by the pool loop anyway */
 } qorb_policy_t;
 
 /** Fill `p` with the defaults. Thread: any. */
@@ -149,7 +170,8 @@ QORB_EXTERN const char *qorb_pool_name(const qorb_pool_t *pool);
  * @param claim  receives the claim on success.
  * @return 0; QORB_EAGAIN when none is idle (or when earlier claims are
  *         queued: they are served first); QORB_ENOTONLINE when every
- *         known backend has failed; QORB_ESHUTDOWN after close;
+ *         known backend has been down for fail_fast_after_ms;
+ *         QORB_ESHUTDOWN after close;
  *         QORB_EINVAL for NULL.
  * Ownership: the claim is the caller's until qorb_release().
  * Thread: any. No lock, system call or allocation when it succeeds; a miss
@@ -169,8 +191,9 @@ QORB_EXTERN int qorb_pool_try_claim_at(qorb_pool_t *pool,
  *                    its deadline: QORB_ENOBACKENDS, QORB_ENOTONLINE or
  *                    QORB_EALLINUSE).
  * @return 0; QORB_ENOBACKENDS (the resolver knows no backend),
- *         QORB_ENOTONLINE (backends known, none online: returned at once
- *         when every one of them has failed), QORB_EALLINUSE (timed out
+ *         QORB_ENOTONLINE (backends known, none online at the deadline;
+ *         at once when every one of them has been down, after a failed
+ *         connect, for fail_fast_after_ms), QORB_EALLINUSE (timed out
  *         while backends were online), QORB_EQUEUEFULL, QORB_ESHUTDOWN,
  *         QORB_EINVAL.
  * Thread: any thread except the pool loop's own (it would wait for itself:
@@ -222,8 +245,15 @@ QORB_EXTERN int qorb_pool_claim_cancel(qorb_pool_t *pool, uint64_t id);
 /**
  * Release a claim: the connection is cleaned (if the connector says it
  * needs it, on the pool loop, without making the caller wait) and made
- * available again. After close, it is closed instead.
- * @return 0, QORB_EINVAL (NULL).
+ * available again. After close, it is closed instead. Releasing is always
+ * safe, whatever happened to the connection meanwhile: one that the server
+ * closed under its claimant (a query failed: libpq CONNECTION_BAD, a
+ * hiredis I/O error) is seen by the connector and closed, never handed out
+ * again, and its backend's other idle connections are checked at once.
+ * @return 0, QORB_EINVAL (NULL; a claim released already; a stale handle:
+ *         claim handles carry a generation, so a handle kept after its
+ *         release is refused, rather than releasing the connection of
+ *         whoever holds that slot now, for the next 63 claims of the slot).
  * Ownership: the claim and its connection are the pool's again.
  * Thread: any. No lock, system call or allocation when the connection is
  * clean and nobody waits.
@@ -232,8 +262,9 @@ QORB_EXTERN int qorb_release(qorb_claim_t *claim);
 
 /**
  * Release a claim whose connection the caller knows to be broken: it is
- * closed and replaced, never handed out again.
- * @return 0, QORB_EINVAL. Thread: any.
+ * closed and replaced, never handed out again, and the backend's other
+ * idle connections are checked at once.
+ * @return 0, QORB_EINVAL (as qorb_release()). Thread: any.
  */
 QORB_EXTERN int qorb_release_broken(qorb_claim_t *claim);
 

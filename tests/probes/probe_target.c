@@ -47,7 +47,7 @@ static int mock_clean(void *ctx, void *conn) {
 
 static const qorb_connector_ops_t mock_ops = {
     QORB_CONNECTOR_OPS_VERSION, "mock", mock_connect, NULL, NULL, NULL,
-    mock_clean, mock_close, NULL};
+    mock_clean, mock_close, NULL, NULL, NULL};
 
 static int n_idle(qorb_pool_t *pool) {
   qorb_pool_stats_t st;

@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "fake_connector.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -303,6 +306,11 @@ static int fc_connect(void *ctx, qorb_op_t *op, const qorb_addr_t *addr,
   c->op = op;
   c->loop = qorb_op_loop(op);
   c->opened_ns = fc_now_ns();
+  c->sock[0] = c->sock[1] = -1;
+  if ((fc->flags & FC_WATCH) &&
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                 c->sock) != 0)
+    abort();
   ev_timer_init(&c->timer, timer_cb, 0., 0.);
   c->timer.data = c;
   atomic_store(&c->open, 1);
@@ -396,6 +404,40 @@ static int fc_recycle(void *ctx, qorb_op_t *op, void *conn) {
   return run_action(c, FC_RECYCLE, a);
 }
 
+static int fc_idle_fd(void *ctx, void *conn) {
+  fake_conn_t *c = conn;
+  (void)ctx;
+  return c != NULL ? c->sock[0] : -1;
+}
+
+static int fc_peek(void *ctx, void *conn) {
+  fake_connector_t *fc = ctx;
+  fake_conn_t *c = conn;
+  char b;
+  ssize_t n;
+  if (c == NULL || !atomic_load(&c->open)) {
+    violation(fc, "peek on a NULL or closed conn");
+    return QORB_EINVAL;
+  }
+  if (atomic_load(&c->holder) != 0)
+    violation(fc, "peek on conn %u while it is claimed", c->id);
+  if (atomic_load(&c->pending))
+    violation(fc, "peek on conn %u while an op is in flight", c->id);
+  FC_INC(fc, c->backend, peeks);
+  n = recv(c->sock[0], &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+  FC_INC(fc, c->backend, peeks_dead);
+  return n > 0 ? QORB_EPROTO : QORB_EGONE;
+}
+
+void fake_conn_kill(fake_conn_t *c) {
+  if (c->sock[1] >= 0) shutdown(c->sock[1], SHUT_WR);
+}
+
+void fake_conn_poke(fake_conn_t *c) {
+  if (c->sock[1] >= 0 && write(c->sock[1], "x", 1) != 1) abort();
+}
+
 static int fc_needs_recycle(void *ctx, void *conn) {
   fake_connector_t *fc = ctx;
   fake_conn_t *c = conn;
@@ -436,6 +478,11 @@ static void fc_close(void *ctx, void *conn) {
     c->timer_armed = 0;
   }
   c->closed_ns = fc_now_ns();
+  if (c->sock[0] >= 0) {
+    close(c->sock[0]);
+    close(c->sock[1]);
+    c->sock[0] = c->sock[1] = -1;
+  }
   atomic_store(&c->open, 0);
   FC_INC(fc, c->backend, closes);
   add_live(fc, c->backend, -1);
@@ -467,6 +514,9 @@ fake_connector_t *fake_connector_new(unsigned flags) {
   fc->ops.needs_recycle = (flags & FC_NO_NEEDS_RECYCLE) ? NULL : fc_needs_recycle;
   fc->ops.close = fc_close;
   fc->ops.destroy = fc_destroy;
+  fc->ops.idle_fd =
+      (flags & FC_WATCH) && !(flags & FC_PEEK_ONLY) ? fc_idle_fd : NULL;
+  fc->ops.peek = (flags & FC_WATCH) ? fc_peek : NULL;
   return fc;
 }
 

@@ -87,6 +87,8 @@ typedef struct fc_counts {
   _Atomic unsigned long prepares, prepares_failed;
   _Atomic unsigned long recycles, recycles_failed;
   _Atomic unsigned long needs_recycle_calls;
+  _Atomic unsigned long peeks, peeks_dead;  /* FC_WATCH: peek calls, and
+                                               those that found it dead */
   _Atomic long live;                      /* connections open now */
   _Atomic long max_live;
   _Atomic long inflight_connects;         /* connect ops in flight now */
@@ -104,6 +106,16 @@ typedef struct fake_connector fake_connector_t;
 #define FC_NO_PREPARE 2u
 #define FC_NO_RECYCLE 4u
 #define FC_NO_NEEDS_RECYCLE 8u
+/*
+ * Give every connection a socket pair and the idle_fd and peek ops, so
+ * that the pool watches idle connections: fake_conn_kill() and
+ * fake_conn_poke() act as a server that closes the connection or sends
+ * something unsolicited. peek on a claimed or busy connection is a
+ * violation.
+ */
+#define FC_WATCH 16u
+/* With FC_WATCH: peek only, no idle_fd (nothing watched; claims validate). */
+#define FC_PEEK_ONLY 32u
 
 /* A connection object, as the pool's claims hand it out. */
 struct fake_conn {
@@ -126,6 +138,8 @@ struct fake_conn {
   _Atomic int needs_prepare;    /* connected or recycled, not yet prepared
                                    (a claim now is a violation) */
   unsigned long uses;           /* plain: touched only by the holder */
+  int sock[2];                  /* FC_WATCH: [0] the pool's, [1] the
+                                   "server's"; -1 otherwise */
   uint64_t opened_ns, connected_ns, closed_ns;
 };
 
@@ -205,6 +219,11 @@ void fake_conn_complete(fake_conn_t *c, int status);
  */
 int fake_conn_acquire(fake_conn_t *c, uintptr_t token);
 int fake_conn_release(fake_conn_t *c, uintptr_t token);
+
+/* FC_WATCH: the "server" closes `c` (EOF on its socket). Any thread. */
+void fake_conn_kill(fake_conn_t *c);
+/* FC_WATCH: the "server" sends `c` a byte nobody asked for. Any thread. */
+void fake_conn_poke(fake_conn_t *c);
 
 /* What needs_recycle will answer for `c`: 0 clean, 1 recycle, < 0 broken. */
 void fake_conn_set_dirty(fake_conn_t *c, int v);

@@ -40,6 +40,10 @@ void fx_init(fx_t *fx, unsigned fc_flags, int threaded) {
   fx->policy.max_lifetime_ms = 0;
   fx->policy.idle_timeout_ms = 0;
   fx->policy.leak_threshold_ms = 0;
+  /* Claims fail at once when every backend has failed, unless a test asks
+     for the fail-fast bound. */
+  fx->policy.fail_fast_after_ms = 0;
+  fx->policy.validate_idle_ms = 0;
 }
 
 int fx_try_start(fx_t *fx) {

@@ -59,8 +59,16 @@ void itest_policy(qorb_policy_t *pol, const char *name,
   pol->min_backoff_ms = 20;
   pol->max_backoff_ms = 200;
   pol->backoff_spread_ms = 20;
+  /* Tests of "every backend down" want the fail-fast answer soon. */
+  pol->fail_fast_after_ms = 300;
   pol->log_cb = itest_log;
   pol->log_arg = (void *)verbose_env; /* only read */
+}
+
+void itest_no_checks(qorb_policy_t *pol, unsigned n) {
+  pol->max_slots = n;
+  pol->spares_wanted = n;
+  pol->health_interval_ms = 0;
 }
 
 int itest_pool_new(qorb_pool_t **pool, const char *backends,
@@ -83,6 +91,15 @@ int itest_pool_new(qorb_pool_t **pool, const char *backends,
     qorb_connector_free(connector);
   }
   return rc;
+}
+
+int itest_unwatched(qorb_connector_t **out, const qorb_connector_ops_t *ops,
+                    void *ctx, qorb_connector_ops_t *storage) {
+  *storage = *ops;
+  storage->idle_fd = NULL;
+  storage->peek = NULL;
+  storage->destroy = NULL;
+  return qorb_connector_new(out, storage, ctx);
 }
 
 void itest_close(qorb_pool_t *pool) {

@@ -3,9 +3,10 @@
  * itest.h: what the integration tests of every connector share (the
  * qorb-pg and qorb-redis suites, through their pg_testlib and
  * redis_testlib): running the suite's server script, the test pools'
- * policy and construction, bounded waits on a condition that another
- * thread (the pool's) changes, and lookups in the pool's stats by backend
- * address. The helpers that fail the test do so through cmocka.
+ * policy and construction (also with a connector whose idle watch is off),
+ * bounded waits on a condition that another thread (the pool's) changes,
+ * and lookups in the pool's stats by backend address. The helpers that
+ * fail the test do so through cmocka.
  */
 #ifndef QORB_TEST_ITEST_H
 #define QORB_TEST_ITEST_H
@@ -41,12 +42,21 @@ int itest_script(const char *script, const char *testbed, const char *args);
 
 /*
  * The test pools' policy: the library defaults, `name`, quick backoff
- * (min 20 ms, max 200 ms, spread 20 ms), and the pool's log on stderr when
+ * (min 20 ms, max 200 ms, spread 20 ms), claims failing fast 300 ms into an
+ * outage of every backend, and the pool's log on stderr when
  * the environment variable `verbose_env` is set (e.g. PGT_VERBOSE=1).
  * `verbose_env` must outlive the pool (a string literal).
  */
 void itest_policy(qorb_policy_t *pol, const char *name,
                   const char *verbose_env);
+
+/*
+ * Make the policy one of `n` connections, all kept as spares, with the
+ * health checks off (health_interval_ms 0): a dead idle connection is then
+ * found only by the pool's idle watch (or when a sibling's death warns
+ * it), never by a check on a timer.
+ */
+void itest_no_checks(qorb_policy_t *pol, unsigned n);
 
 /*
  * A pool over a static resolver for `backends` and `connector`, on `loop`
@@ -57,6 +67,19 @@ void itest_policy(qorb_policy_t *pol, const char *name,
 int itest_pool_new(qorb_pool_t **pool, const char *backends,
                    qorb_connector_t *connector, struct ev_loop *loop,
                    const qorb_policy_t *pol);
+
+/*
+ * A connector like the one whose op table is `ops` and context `ctx`, but
+ * without the idle watch (no idle_fd, no peek) and without destroy: an
+ * idle connection that died is then found only by a health check, by its
+ * next claimant, or when a sibling's failure (QORB_EGONE) makes the pool
+ * check the backend's idle connections. `storage` receives the table and
+ * must outlive the connector; `ctx` stays the caller's (e.g. the context
+ * of a connector made by the library, freed with it after the pool).
+ * Returns qorb_connector_new()'s code.
+ */
+int itest_unwatched(qorb_connector_t **out, const qorb_connector_ops_t *ops,
+                    void *ctx, qorb_connector_ops_t *storage);
 
 /* Close a pool (blocking when it runs its own thread) and assert it
  * worked. NULL is ignored. */

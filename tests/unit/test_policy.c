@@ -7,6 +7,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fixture.h"
@@ -27,7 +28,7 @@ static void test_defaults(void **state) {
   assert_int_equal(p.claim_timeout_ms, 5000);
   assert_int_equal(p.connect_timeout_ms, 5000);
   assert_int_equal(p.min_backoff_ms, 50);
-  assert_int_equal(p.max_backoff_ms, 10000);
+  assert_int_equal(p.max_backoff_ms, 500);
   assert_int_equal(p.backoff_spread_ms, 100);
   assert_int_equal(p.health_interval_ms, 30000);
   assert_int_equal(p.health_check_timeout_ms, 2000);
@@ -40,6 +41,8 @@ static void test_defaults(void **state) {
   assert_int_equal(p.leak_threshold_ms, 0);
   assert_null(p.log_cb);
   assert_null(p.log_arg);
+  assert_int_equal(p.fail_fast_after_ms, 10000);
+  assert_int_equal(p.validate_idle_ms, 0);
   assert_int_equal(qorb_policy_validate(&p, err, sizeof(err)), 0);
   assert_int_equal(qorb_policy_validate(&p, NULL, 0), 0);
 }
@@ -238,8 +241,119 @@ static void test_resolver_start_fails(void **state) {
   fx_finish(&fx);
 }
 
+/*
+ * Versioned structs, both directions. An older caller's policy ends at
+ * log_arg (the first release): it is a heap block of exactly that size, so
+ * AddressSanitizer sees any read or write past it. A newer caller's policy
+ * is longer than ours, with fields we do not know.
+ */
+#define POLICY_V1 (offsetof(qorb_policy_t, log_arg) + sizeof(void *))
+
+static void test_policy_older_caller(void **state) {
+  qorb_policy_t *old, view;
+  void *block;
+  fx_t fx;
+  qorb_pool_t *pool = NULL;
+  char err[128];
+  (void)state;
+  block = malloc(POLICY_V1);
+  assert_non_null(block);
+  old = block;
+  qorb_policy_init_(old, POLICY_V1); /* what an older qorb_policy_init() does */
+  /* Read and change it through a full-sized view of its first bytes. */
+  memset(&view, 0, sizeof(view));
+  memcpy(&view, block, POLICY_V1);
+  assert_int_equal(view.size, POLICY_V1);
+  assert_int_equal(view.max_slots, 16);
+  view.max_slots = 3;
+  view.spares_wanted = 1;
+  memcpy(block, &view, POLICY_V1);
+  assert_int_equal(qorb_policy_validate(old, err, sizeof(err)), 0);
+  /* A pool takes it, with our defaults for what it lacks. */
+  fx_init(&fx, 0, 0);
+  assert_int_equal(qorb_pool_new(&pool, fx.loop, old, fake_resolver_make(fx.fr),
+                                 fake_connector_make(fx.fc), err, sizeof(err)),
+                   0);
+  fx.pool = pool;
+  fx.started = 1;
+  fx.uses_fake_resolver = 1;
+  free(block);
+  fx_set(&fx, "127.0.0.1:1");
+  PUMP_UNTIL(fx.loop, fx_idle(&fx) == 1, 3000);
+  fx_finish(&fx);
+  /* Shorter than the first release, or absurdly long: not initialised. */
+  {
+    qorb_policy_t p;
+    qorb_policy_init(&p);
+    p.size = POLICY_V1 - 1;
+    assert_int_equal(qorb_policy_validate(&p, err, sizeof(err)), QORB_EINVAL);
+    p.size = 1u << 20;
+    assert_int_equal(qorb_policy_validate(&p, err, sizeof(err)), QORB_EINVAL);
+  }
+}
+
+typedef struct newer_policy {
+  qorb_policy_t p;
+  unsigned later_field;
+  char later_tail[40];
+} newer_policy_t;
+
+static void test_policy_newer_caller(void **state) {
+  newer_policy_t n;
+  char err[128];
+  (void)state;
+  memset(&n, 0xa5, sizeof(n));
+  qorb_policy_init_(&n.p, sizeof(n));
+  assert_int_equal(n.p.size, sizeof(n));
+  assert_int_equal(n.p.max_slots, 16);
+  /* Fields beyond ours start at zero (a newer caller's defaults are its
+     library's business; ours never leaves garbage). */
+  assert_int_equal(n.later_field, 0);
+  assert_int_equal(n.later_tail[39], 0);
+  n.later_field = 7;
+  assert_int_equal(qorb_policy_validate(&n.p, err, sizeof(err)), 0);
+}
+
+static void test_stats_both_directions(void **state) {
+  fx_t fx;
+  struct {
+    qorb_pool_stats_t st;
+    uint64_t later[4];
+  } newer;
+  struct {
+    qorb_backend_stats_t b;
+    uint64_t later[2];
+  } bnew[2];
+  qorb_pool_stats_t *older;
+  size_t n = 0, old_size = offsetof(qorb_pool_stats_t, closing) + sizeof(int);
+  (void)state;
+  fx_init(&fx, 0, 0);
+  fx_start(&fx);
+  fx_set(&fx, "127.0.0.1:1");
+  PUMP_UNTIL(fx.loop, fx_idle(&fx) >= 1, 3000);
+  /* Newer caller: larger structs, tails zeroed, never garbage. */
+  memset(&newer, 0xa5, sizeof(newer));
+  memset(bnew, 0xa5, sizeof(bnew));
+  qorb_pool_stats_init_(&newer.st, sizeof(newer), sizeof(bnew[0]));
+  assert_int_equal(qorb_pool_stats(fx.pool, &newer.st, &bnew[0].b, 2, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(newer.later[3], 0);
+  assert_int_equal(bnew[0].later[1], 0);
+  assert_string_equal(bnew[0].b.addr.text, "127.0.0.1:1");
+  /* Older caller: a heap block of its size only. */
+  older = malloc(old_size);
+  assert_non_null(older);
+  qorb_pool_stats_init_(older, old_size, sizeof(qorb_backend_stats_t));
+  assert_int_equal(qorb_pool_stats(fx.pool, older, NULL, 0, NULL), 0);
+  free(older);
+  fx_finish(&fx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_policy_older_caller),
+      cmocka_unit_test(test_policy_newer_caller),
+      cmocka_unit_test(test_stats_both_directions),
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_not_initialised),
       cmocka_unit_test(test_validate_bad_fields),
