@@ -17,11 +17,19 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <ev.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "pg_int.h"
+
+/* A tag at the start of every connection, so that qorb_pg_conn() refuses a
+   claim that does not come from a qorb-pg pool instead of misreading it. */
+#define PG_MAGIC 0x71706763u /* "qpgc" */
 
 /*
  * The phases of the ops, in order ([...]: only when configured):
@@ -52,6 +60,7 @@ typedef enum pg_phase {
 } pg_phase_t;
 
 typedef struct pg_conn {
+  uint32_t magic;     /* PG_MAGIC while the connection exists */
   PGconn *pg;
   pg_ctx_t *ctx;
   struct ev_loop *loop;
@@ -62,6 +71,7 @@ typedef struct pg_conn {
   int io_events;
   pg_phase_t phase;
   int failed;         /* a result of the current query was an error */
+  int gone;           /* ... whose SQLSTATE says the backend went away */
   int in_recovery;    /* from the role query: 1, 0, -1 unknown */
   int fresh;          /* connected, acquire SQL already run: the prepare
                          that follows a connect has nothing to do */
@@ -131,6 +141,19 @@ static int pg_lazy_backend(struct ev_loop *loop) {
   return !(ev_backend(loop) & (EVBACKEND_SELECT | EVBACKEND_POLL));
 }
 
+/*
+ * Did the op fail because the backend went away, rather than for a reason
+ * of this connection's own? A result said so by its SQLSTATE (see
+ * qorb__pg_sqlstate_gone), or the connection died after its handshake had
+ * worked (EOF, a reset: libpq's own errors carry no SQLSTATE). A handshake
+ * that fails stays a failed connect: libpq 15 keeps the SQLSTATE of a
+ * startup error to itself.
+ */
+static int pg_went_away(const pg_conn_t *c) {
+  return c->gone ||
+         (c->phase != PH_CONNECT && PQstatus(c->pg) == CONNECTION_BAD);
+}
+
 /* Hand the op's result to the pool now, with no drain (pg_finish decides
    whether one is due). The watcher is stopped and the op cleared first:
    qorb_op_done() is the op's last word (its contract is in
@@ -154,11 +177,12 @@ static void pg_complete_now(pg_conn_t *c, int status) {
  * claimant's side.
  */
 static void pg_finish(pg_conn_t *c, int status) {
+  if (status < 0 && pg_went_away(c)) status = QORB_EGONE;
   if (status == 0 && PQsetnonblocking(c->pg, 0) != 0) {
     qorb_op_set_error(c->op, "cannot leave non-blocking mode: %.*s",
                       qorb__pg_first_line_len(PQerrorMessage(c->pg)),
                       PQerrorMessage(c->pg));
-    status = QORB_ECLOSED;
+    status = PQstatus(c->pg) == CONNECTION_BAD ? QORB_EGONE : QORB_ECLOSED;
   }
   if (status == 0 && pg_lazy_backend(c->loop)) {
     c->phase = PH_DRAIN;
@@ -203,6 +227,7 @@ static int pg_query_start(pg_conn_t *c, pg_phase_t phase, const char *sql) {
   int r;
   c->phase = phase;
   c->failed = 0;
+  c->gone = 0;
   if (PQstatus(c->pg) != CONNECTION_OK || PQsetnonblocking(c->pg, 1) != 0 ||
       !PQsendQuery(c->pg, sql))
     return -1;
@@ -213,20 +238,28 @@ static int pg_query_start(pg_conn_t *c, pg_phase_t phase, const char *sql) {
   return pg_io_arm(c, r == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
+/* An op that cannot start. On a connection that died (the server closed
+   it), say so through qorb_op_done() as QORB_EGONE, so that the pool warns
+   the backend's other connections; otherwise refuse with `code` (the op
+   has then not started). */
+static int pg_refuse(pg_conn_t *c, qorb_op_t *op, int code) {
+  if (PQstatus(c->pg) != CONNECTION_BAD) return code;
+  c->op = op;
+  pg_complete_now(c, QORB_EGONE);
+  return 0;
+}
+
 /* Start a query for an op; on an immediate failure, record libpq's text and
-   return the phase's code (the op has then not started). */
+   return the phase's code (or report QORB_EGONE, see pg_refuse). */
 static int pg_op_query(pg_conn_t *c, qorb_op_t *op, pg_phase_t phase,
                        const char *sql) {
   c->op = op;
   if (pg_query_start(c, phase, sql) == 0) return 0;
-  {
-    int code = pg_phase_error(phase);
-    pg_op_error(c, "", NULL);
-    pg_io_stop(c);
-    c->op = NULL;
-    c->phase = PH_NONE;
-    return code;
-  }
+  pg_op_error(c, "", NULL);
+  pg_io_stop(c);
+  c->op = NULL;
+  c->phase = PH_NONE;
+  return pg_refuse(c, op, pg_phase_error(phase));
 }
 
 static void pg_role_result(pg_conn_t *c, const PGresult *res) {
@@ -353,6 +386,8 @@ static int pg_query_result(pg_conn_t *c, PGresult *res) {
       return -1;
     default:
       /* Keep the first error: it is the cause, later ones are echoes. */
+      if (qorb__pg_sqlstate_gone(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+        c->gone = 1;
       if (!c->failed) {
         const char *m = PQresultErrorMessage(res);
         const char *what = c->phase == PH_RESET      ? "reset: "
@@ -468,6 +503,7 @@ static int pg_connect(void *vctx, qorb_op_t *op, const qorb_addr_t *addr,
   if ((rc = qorb__pg_ctx_set_backend(ctx, addr)) != 0) return rc;
   c = qorb_calloc(1, sizeof(*c));
   if (!c) return QORB_ENOMEM;
+  c->magic = PG_MAGIC;
   c->ctx = ctx;
   c->loop = qorb_op_loop(op);
   c->io_fd = -1;
@@ -551,7 +587,7 @@ static int pg_recycle(void *vctx, qorb_op_t *op, void *vconn) {
 
   if (why) {
     qorb_op_set_error(op, "%s", why);
-    return QORB_ERECYCLE;
+    return pg_refuse(c, op, QORB_ERECYCLE);
   }
   ts = PQtransactionStatus(c->pg);
   /* DISCARD ALL cannot run inside a transaction block (and an aborted one
@@ -574,6 +610,9 @@ static int pg_needs_recycle(void *vctx, void *vconn) {
   pg_conn_t *c = vconn;
   PGTransactionStatusType ts;
 
+  /* A connection that died under its claimant: the server closed it or
+     went away, which may concern the backend's other connections too. */
+  if (PQstatus(c->pg) == CONNECTION_BAD) return QORB_EGONE;
   if (pg_unusable(c)) return QORB_EBROKEN;
   /* Client-side settings a claimant may have changed: put libpq's defaults
      back, so the next claimant gets what a fresh PGconn has. These are
@@ -605,24 +644,123 @@ static void pg_close(void *vctx, void *vconn) {
     (void)PQsetnonblocking(c->pg, 1);
     PQfinish(c->pg);
   }
+  c->magic = 0;
   qorb_free(c);
+}
+
+/* ---- the idle watch ---------------------------------------------------- */
+
+/*
+ * SQLSTATEs that say the backend went away rather than that one statement
+ * or one connection failed: class 08 (connection exception), 57P01
+ * (admin_shutdown: pg_terminate_backend, a fast shutdown), 57P02
+ * (crash_shutdown: another server process crashed) and 57P03
+ * (cannot_connect_now: starting up, shutting down).
+ */
+int qorb__pg_sqlstate_gone(const char *sqlstate) {
+  if (!sqlstate || strlen(sqlstate) != 5) return 0;
+  return strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
+         strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0;
+}
+
+/* What the notices that arrived while idle came to. */
+typedef struct pg_peek_seen {
+  int gone; /* the server is ending the session, or went away */
+  int bad;  /* an error, or input that libpq could not place */
+} pg_peek_seen_t;
+
+/*
+ * The notice receiver while peeking. An idle connection gets what the
+ * server sends unasked as notices: a FATAL (or a WARNING of crash
+ * shutdown) just before the server closes the session, and libpq's own
+ * notice, without an SQLSTATE, for a message it did not expect while idle
+ * (the stream is out of step). Ordinary notices and warnings do no harm.
+ */
+static void pg_peek_notice(void *arg, const PGresult *res) {
+  pg_peek_seen_t *seen = arg;
+  const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (!sev) sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
+  if (qorb__pg_sqlstate_gone(state) ||
+      (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)))
+    seen->gone = 1;
+  else if (!state || (sev && strcmp(sev, "ERROR") == 0))
+    seen->bad = 1;
+}
+
+/*
+ * Peek at an idle PGconn. Nothing waits: the socket has been non-blocking
+ * since PQconnectStartParams (libpq sets O_NONBLOCK on every socket it
+ * opens, and emulates blocking mode with poll), the first look is a
+ * recv(MSG_PEEK | MSG_DONTWAIT), and PQconsumeInput reads only what has
+ * arrived (its own readiness test polls with a zero timeout). Nothing is
+ * sent: PQconsumeInput flushes only in non-blocking mode, an idle
+ * connection is in blocking mode, and its output buffer is empty anyway.
+ * A NOTIFY is parsed into libpq's queue (PQnotifies) and stays there.
+ */
+int qorb__pg_peek_conn(PGconn *pg) {
+  pg_peek_seen_t seen = {0, 0};
+  PQnoticeReceiver prev;
+  ssize_t n;
+  char byte;
+  int fd, ok;
+
+  if (PQstatus(pg) != CONNECTION_OK || (fd = PQsocket(pg)) < 0)
+    return QORB_EGONE;
+  do {
+    n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return QORB_EGONE; /* the server closed the connection */
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : QORB_EGONE;
+
+  /* Something arrived: let libpq read and parse it (PQisBusy parses,
+     calling the notice receiver for notices and errors sent while idle).
+     The receiver of an idle connection is libpq's default, put back at
+     every release, whose argument is NULL. */
+  prev = PQsetNoticeReceiver(pg, pg_peek_notice, &seen);
+  ok = PQconsumeInput(pg);
+  (void)PQisBusy(pg);
+  PQsetNoticeReceiver(pg, prev, NULL);
+  if (!ok || seen.gone || PQstatus(pg) == CONNECTION_BAD) return QORB_EGONE;
+  if (seen.bad || PQtransactionStatus(pg) != PQTRANS_IDLE) return QORB_EPROTO;
+  return 0;
+}
+
+static int pg_idle_fd(void *vctx, void *vconn) {
+  const pg_conn_t *c = vconn;
+  (void)vctx;
+  return PQsocket(c->pg);
+}
+
+static int pg_peek(void *vctx, void *vconn) {
+  pg_conn_t *c = vconn;
+  (void)vctx;
+  if (c->op) return 0; /* not idle: the op in flight reads the socket */
+  return qorb__pg_peek_conn(c->pg);
 }
 
 /* ---- context ---------------------------------------------------------- */
 
 static void pg_destroy(void *vctx) { qorb__pg_ctx_free(vctx); }
 
-static const qorb_connector_ops_t pg_ops = {
-    QORB_CONNECTOR_OPS_VERSION, "pg",      pg_connect,       pg_check,
-    pg_prepare,                 pg_recycle, pg_needs_recycle, pg_close,
-    pg_destroy};
+#define PG_OPS(prepare_op)                                                \
+  {                                                                       \
+    .version = QORB_CONNECTOR_OPS_VERSION, .name = "pg",                  \
+    .connect = pg_connect, .check = pg_check, .prepare = (prepare_op),    \
+    .recycle = pg_recycle, .needs_recycle = pg_needs_recycle,             \
+    .close = pg_close, .destroy = pg_destroy, .idle_fd = pg_idle_fd,      \
+    .peek = pg_peek                                                       \
+  }
+
+static const qorb_connector_ops_t pg_ops = PG_OPS(pg_prepare);
 
 /* Without acquire SQL there is nothing to prepare: no op, no trip through
    the core after each connect and recycle. */
-static const qorb_connector_ops_t pg_ops_noprepare = {
-    QORB_CONNECTOR_OPS_VERSION, "pg",      pg_connect,       pg_check,
-    NULL,                       pg_recycle, pg_needs_recycle, pg_close,
-    pg_destroy};
+static const qorb_connector_ops_t pg_ops_noprepare = PG_OPS(NULL);
+
+const qorb_connector_ops_t *qorb__pg_ops(const pg_ctx_t *ctx) {
+  return ctx->acquire_sql ? &pg_ops : &pg_ops_noprepare;
+}
 
 int qorb_pg_connector_new(qorb_connector_t **out,
                           const qorb_pg_options_t *opts, char *err,
@@ -635,8 +773,7 @@ int qorb_pg_connector_new(qorb_connector_t **out,
   *out = NULL;
   rc = qorb__pg_ctx_new(&ctx, opts, err, errlen);
   if (rc != 0) return rc;
-  rc = qorb_connector_new(out, ctx->acquire_sql ? &pg_ops : &pg_ops_noprepare,
-                          ctx);
+  rc = qorb_connector_new(out, qorb__pg_ops(ctx), ctx);
   if (rc != 0) {
     if (rc == QORB_ENOMEM) qorb__pg_set_err(err, errlen, "out of memory");
     qorb__pg_ctx_free(ctx);
@@ -648,5 +785,5 @@ PGconn *qorb_pg_conn(const qorb_claim_t *claim) {
   const pg_conn_t *c;
   if (!claim) return NULL;
   c = qorb_claim_conn(claim);
-  return c ? c->pg : NULL;
+  return c && c->magic == PG_MAGIC ? c->pg : NULL;
 }

@@ -42,11 +42,19 @@ int qorb__pg_first_line_len(const char *msg) {
   return n > 4096 ? 4096 : (int)n;
 }
 
+/*
+ * The options struct grows at its end, and a caller may be built against
+ * another version than this library: `size` is the caller's sizeof. A
+ * shorter (older) struct gets the defaults of the fields it has and
+ * nothing is written past its end; a longer (newer) one is zeroed beyond
+ * the fields this library knows, which it then ignores. `size` records the
+ * caller's size either way.
+ */
 void qorb_pg_options_init_(qorb_pg_options_t *o, size_t size) {
   qorb_pg_options_t d;
-  if (!o || size == 0) return;
+  if (!o || size < sizeof(d.size)) return;
   memset(&d, 0, sizeof(d));
-  d.size = size < sizeof(d) ? size : sizeof(d);
+  d.size = size;
   d.role = QORB_PG_ROLE_ANY;
   d.reset_sql = QORB_PG_DISCARD_ALL;
   d.keepalives = 1;
@@ -54,14 +62,9 @@ void qorb_pg_options_init_(qorb_pg_options_t *o, size_t size) {
   d.keepalives_interval_s = 2;
   d.keepalives_count = 3;
   d.tcp_user_timeout_ms = 10000;
-  /* A caller built against an older, shorter struct gets its prefix. */
   memset(o, 0, size);
-  memcpy(o, &d, d.size);
+  memcpy(o, &d, size < sizeof(d) ? size : sizeof(d));
 }
-
-/* The field is inside the caller's struct (an older caller's is shorter). */
-#define HAS_FIELD(o, f) \
-  (offsetof(qorb_pg_options_t, f) + sizeof((o)->f) <= (o)->size)
 
 /* A growing list of keyword/value pairs; the strings are owned. */
 typedef struct kvlist {
@@ -246,24 +249,24 @@ static int pg_ctx_build(pg_ctx_t *ctx, kvlist_t *l, const char *host) {
 /* qorb's TCP defaults, for the keywords the template does not set. */
 static int pg_add_tcp_defaults(kvlist_t *l, const qorb_pg_options_t *o) {
   char num[24];
-  int rc = 0, on = HAS_FIELD(o, keepalives) ? o->keepalives : 1;
+  int rc = 0, on = o->keepalives;
   if (kv_find(l, "keepalives") < 0) rc = kv_set(l, "keepalives", on ? "1" : "0");
-  if (rc == 0 && on && HAS_FIELD(o, keepalives_idle_s) &&
-      o->keepalives_idle_s && kv_find(l, "keepalives_idle") < 0) {
+  if (rc == 0 && on && o->keepalives_idle_s &&
+      kv_find(l, "keepalives_idle") < 0) {
     snprintf(num, sizeof(num), "%u", o->keepalives_idle_s);
     rc = kv_set(l, "keepalives_idle", num);
   }
-  if (rc == 0 && on && HAS_FIELD(o, keepalives_interval_s) &&
-      o->keepalives_interval_s && kv_find(l, "keepalives_interval") < 0) {
+  if (rc == 0 && on && o->keepalives_interval_s &&
+      kv_find(l, "keepalives_interval") < 0) {
     snprintf(num, sizeof(num), "%u", o->keepalives_interval_s);
     rc = kv_set(l, "keepalives_interval", num);
   }
-  if (rc == 0 && on && HAS_FIELD(o, keepalives_count) && o->keepalives_count &&
+  if (rc == 0 && on && o->keepalives_count &&
       kv_find(l, "keepalives_count") < 0) {
     snprintf(num, sizeof(num), "%u", o->keepalives_count);
     rc = kv_set(l, "keepalives_count", num);
   }
-  if (rc == 0 && HAS_FIELD(o, tcp_user_timeout_ms) && o->tcp_user_timeout_ms &&
+  if (rc == 0 && o->tcp_user_timeout_ms &&
       kv_find(l, "tcp_user_timeout") < 0) {
     snprintf(num, sizeof(num), "%u", o->tcp_user_timeout_ms);
     rc = kv_set(l, "tcp_user_timeout", num);
@@ -293,26 +296,38 @@ void qorb__pg_ctx_free(pg_ctx_t *ctx) {
   qorb_free(ctx);
 }
 
-int qorb__pg_ctx_new(pg_ctx_t **out, const qorb_pg_options_t *opts,
-                     char *err, size_t errlen) {
-  qorb_pg_options_t defaults;
-  kvlist_t l;
-  pg_ctx_t *ctx = NULL;
-  const char *reset, *acquire, *host;
-  int rc;
-
-  memset(&l, 0, sizeof(l));
-  *out = NULL;
-  if (!opts) {
-    qorb_pg_options_init(&defaults);
-    opts = &defaults;
-  }
-  if (opts->size < offsetof(qorb_pg_options_t, role) + sizeof(opts->role) ||
-      opts->size > sizeof(*opts)) {
+/*
+ * Read the caller's options into a whole struct of this library's size:
+ * the defaults, overlaid with the caller's fields. An older caller's
+ * shorter struct leaves what it lacks at the defaults, and nothing past its
+ * end is read; a newer caller's longer struct has fields beyond ours, which
+ * are ignored. The oldest struct had the template and the role.
+ */
+static int pg_options_read(qorb_pg_options_t *o, const qorb_pg_options_t *opts,
+                           char *err, size_t errlen) {
+  qorb_pg_options_init(o);
+  if (!opts) return 0;
+  if (opts->size < offsetof(qorb_pg_options_t, role) + sizeof(opts->role)) {
     qorb__pg_set_err(err, errlen,
                      "options not initialised with qorb_pg_options_init()");
     return QORB_EINVAL;
   }
+  memcpy(o, opts, opts->size < sizeof(*o) ? opts->size : sizeof(*o));
+  o->size = sizeof(*o);
+  return 0;
+}
+
+int qorb__pg_ctx_new(pg_ctx_t **out, const qorb_pg_options_t *caller,
+                     char *err, size_t errlen) {
+  qorb_pg_options_t o, *opts = &o;
+  kvlist_t l;
+  pg_ctx_t *ctx = NULL;
+  const char *host;
+  int rc;
+
+  memset(&l, 0, sizeof(l));
+  *out = NULL;
+  if ((rc = pg_options_read(&o, caller, err, errlen)) != 0) return rc;
   if (opts->keywords && !opts->values) {
     qorb__pg_set_err(err, errlen, "keywords given without values");
     return QORB_EINVAL;
@@ -322,15 +337,16 @@ int qorb__pg_ctx_new(pg_ctx_t **out, const qorb_pg_options_t *opts,
     qorb__pg_set_err(err, errlen, "unknown role %d", (int)opts->role);
     return QORB_EINVAL;
   }
-  reset = HAS_FIELD(opts, reset_sql) ? opts->reset_sql : QORB_PG_DISCARD_ALL;
-  acquire = HAS_FIELD(opts, acquire_sql) ? opts->acquire_sql : NULL;
 
   ctx = qorb_calloc(1, sizeof(*ctx));
   if (!ctx) return QORB_ENOMEM;
   ctx->role = opts->role;
   rc = QORB_ENOMEM;
-  if (reset && reset[0] && !(ctx->reset_sql = qorb_strdup(reset))) goto fail;
-  if (acquire && acquire[0] && !(ctx->acquire_sql = qorb_strdup(acquire)))
+  if (opts->reset_sql && opts->reset_sql[0] &&
+      !(ctx->reset_sql = qorb_strdup(opts->reset_sql)))
+    goto fail;
+  if (opts->acquire_sql && opts->acquire_sql[0] &&
+      !(ctx->acquire_sql = qorb_strdup(opts->acquire_sql)))
     goto fail;
 
   rc = 0;

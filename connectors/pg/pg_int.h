@@ -52,6 +52,24 @@ int qorb__pg_ctx_set_backend(pg_ctx_t *ctx, const qorb_addr_t *addr);
    blanks, at most 4096: what fits a backend's bounded error buffer. */
 int qorb__pg_first_line_len(const char *msg);
 
+/* 1 when an SQLSTATE says the backend went away (class 08, 57P01, 57P02,
+   57P03), 0 otherwise and for NULL. */
+int qorb__pg_sqlstate_gone(const char *sqlstate);
+
+/*
+ * The peek op on a PGconn that nobody uses (connected, no query in
+ * flight, libpq's default notice receiver): 0 when it is alive and clean
+ * (a NOTIFY that arrived stays queued), QORB_EGONE when the server closed
+ * it or is ending the session (EOF, a FATAL, a shutdown), QORB_EPROTO for
+ * any other input that leaves it unusable. Never waits, never sends.
+ */
+int qorb__pg_peek_conn(PGconn *pg);
+
+/* The op table for a context (with or without a prepare op), as
+   qorb_pg_connector_new() uses it; tests build connectors of their own
+   from it. */
+const qorb_connector_ops_t *qorb__pg_ops(const pg_ctx_t *ctx);
+
 /* snprintf into the caller's error buffer, if there is one. */
 void qorb__pg_set_err(char *err, size_t errlen, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -17,8 +17,11 @@
  * (redis_sigpipe.c). redis_int.h holds what the files share.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "redis_int.h"
 
@@ -106,41 +109,91 @@ static int qr_recycle(void *ctx, qorb_op_t *op, void *conn) {
 }
 
 /*
- * The release-time decision, on the releasing thread, without I/O. A
- * claimant may have sent anything (SELECT, MULTI, WATCH, SUBSCRIBE, ...),
- * and nothing short of a round trip tells, so every release is recycled
- * unless the options say the claimants leave nothing behind. What can be
- * seen without I/O and cannot be cleaned closes the connection.
+ * What waits on a socket nobody reads, without reading or waiting: 0
+ * nothing, QORB_EGONE EOF or a reset, QORB_EPROTO bytes that nobody asked
+ * for. Over TLS the bytes are records, so any record counts.
+ */
+static int qr_peek_socket(int fd) {
+  ssize_t n;
+  char byte;
+
+  if (fd < 0) return QORB_EGONE;
+  do {
+    n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) return QORB_EPROTO;
+  if (n == 0) return QORB_EGONE;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+  return qorb__redis_errno_gone(errno) ? QORB_EGONE : QORB_ECLOSED;
+}
+
+/* The context's fd, or -1 when hiredis has let go of it. */
+static int qr_fd(const qr_conn_t *k) {
+  if (k->c != NULL) return k->c->fd;
+  return k->ac != NULL ? k->ac->c.fd : -1;
+}
+
+/*
+ * What the connection's own state says, without I/O: 0 nothing wrong,
+ * else the code to close it with. Replies already read into hiredis's
+ * buffer and not taken (blocking: a reply half read only happens with an
+ * error on the context, caught first, since in blocking mode hiredis
+ * reads until a reply is complete; the reader's task index is no guide:
+ * it stays at 0 after any call that found no reply), commands appended and
+ * never sent, callbacks outstanding, subscriber or monitor mode.
+ */
+static int qr_state_error(const qr_conn_t *k) {
+  const redisContext *c;
+
+  if (k->broken) return k->gone ? QORB_EGONE : QORB_EBROKEN;
+  if (k->c != NULL) {
+    c = k->c;
+    if (c->err)
+      return qorb__redis_ctx_gone(c->err, c->errstr) ? QORB_EGONE
+                                                     : QORB_EBROKEN;
+    /* Commands appended and never sent: their replies would go to the
+     * next claimant. */
+    if (qorb__redis_obuf_pending(c)) return QORB_EBROKEN;
+  } else {
+    const redisAsyncContext *ac = k->ac;
+    if (ac == NULL) return QORB_EGONE; /* hiredis freed it: disconnected */
+    c = &ac->c;
+    if (ac->err || c->err)
+      return qorb__redis_ctx_gone(c->err ? c->err : ac->err, c->errstr)
+                 ? QORB_EGONE
+                 : QORB_EBROKEN;
+    if ((c->flags & (REDIS_SUBSCRIBED | REDIS_MONITORING |
+                     REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
+      return QORB_EBROKEN;
+    /* Callbacks outstanding: their replies are still to come. */
+    if (ac->replies.head != NULL || QR_SUB_PENDING(ac)) return QORB_EBROKEN;
+  }
+  /* Replies read and not taken. */
+  if (c->reader == NULL || c->reader->pos < c->reader->len)
+    return QORB_EBROKEN;
+  return 0;
+}
+
+/*
+ * The release-time decision, on the releasing thread. A claimant may have
+ * sent anything (SELECT, MULTI, WATCH, SUBSCRIBE, ...), and nothing short
+ * of a round trip tells, so every release is recycled unless the options
+ * say the claimants leave nothing behind. What can be seen without I/O and
+ * cannot be cleaned closes the connection. With QORB_REDIS_RECYCLE_NONE,
+ * no recycle's PING token stands between a reply that the claimant left on
+ * the socket and the next claimant, so the socket is looked at too (one
+ * recv with MSG_PEEK | MSG_DONTWAIT, the one system call of this opt-in
+ * mode's release): anything waiting there closes the connection.
  */
 static int qr_needs_recycle(void *ctx, void *conn) {
   const qr_cfg_t *cfg = ctx;
   qr_conn_t *k = conn;
+  int rc;
 
-  if (k->broken) return QORB_EBROKEN;
-  if (k->c != NULL) {
-    const redisContext *c = k->c;
-    if (c->err) return QORB_EBROKEN;
-    /* Commands appended and never sent: their replies would go to the
-     * next claimant. */
-    if (qorb__redis_obuf_pending(c)) return QORB_EBROKEN;
-    /* Replies read and not taken. (A reply half read only happens with
-     * an error on the context, caught above: in blocking mode hiredis
-     * reads until a reply is complete. The reader's task index is no
-     * guide: it stays at 0 after any call that found no reply.) */
-    if (c->reader == NULL || c->reader->pos < c->reader->len)
-      return QORB_EBROKEN;
-  } else {
-    const redisAsyncContext *ac = k->ac;
-    if (ac == NULL) return QORB_EBROKEN; /* hiredis freed it */
-    if (ac->err || ac->c.err) return QORB_EBROKEN;
-    if ((ac->c.flags & (REDIS_SUBSCRIBED | REDIS_MONITORING |
-                        REDIS_DISCONNECTING | REDIS_FREEING)) != 0)
-      return QORB_EBROKEN;
-    /* Callbacks outstanding: their replies are still to come. */
-    if (ac->replies.head != NULL || QR_SUB_PENDING(ac))
-      return QORB_EBROKEN;
-  }
+  if ((rc = qr_state_error(k)) != 0) return rc;
   if (cfg->recycle == QORB_REDIS_RECYCLE_NONE) {
+    rc = qr_peek_socket(qr_fd(k));
+    if (rc != 0) return rc == QORB_EPROTO ? QORB_EBROKEN : rc;
     /* Straight back to idle with no op: pause reading here (the async
      * flavour is released on the loop thread, the exception that
      * needs_recycle's doc in <qorb/connector.h> allows). */
@@ -148,6 +201,26 @@ static int qr_needs_recycle(void *ctx, void *conn) {
     return 0;
   }
   return 1;
+}
+
+static int qr_idle_fd(void *ctx, void *conn) {
+  (void)ctx;
+  return qr_fd(conn);
+}
+
+/* The async flavour's own read watcher is paused while the connection is
+ * idle (qorb__redis_async_pause), so this look is the only one. */
+int qorb__redis_peek(void *ctx, void *conn) {
+  qr_conn_t *k = conn;
+  int rc;
+  (void)ctx;
+
+  if (k->op != NULL) return 0; /* not idle: the op reads the socket */
+  /* What the state shows is input nobody asked for, unless an earlier
+   * failure already condemned the connection. */
+  if ((rc = qr_state_error(k)) != 0)
+    return rc == QORB_EBROKEN && !k->broken ? QORB_EPROTO : rc;
+  return qr_peek_socket(qr_fd(k));
 }
 
 static void qr_close(void *ctx, void *conn) {
@@ -167,26 +240,36 @@ static void qr_destroy(void *ctx) {
   qorb_free(cfg);
 }
 
-static const qorb_connector_ops_t qr_ops = {
-    QORB_CONNECTOR_OPS_VERSION,
-    "redis",
-    qr_connect,
-    qr_check,
-    NULL, /* prepare: connect and recycle leave the connection ready */
-    qr_recycle,
-    qr_needs_recycle,
-    qr_close,
-    qr_destroy,
+const qorb_connector_ops_t qorb__redis_ops = {
+    .version = QORB_CONNECTOR_OPS_VERSION,
+    .name = "redis",
+    .connect = qr_connect,
+    .check = qr_check,
+    .prepare = NULL, /* connect and recycle leave the connection ready */
+    .recycle = qr_recycle,
+    .needs_recycle = qr_needs_recycle,
+    .close = qr_close,
+    .destroy = qr_destroy,
+    .idle_fd = qr_idle_fd,
+    .peek = qorb__redis_peek,
 };
 
 /* ------------------------------------------------------------------------
  * Options and the constructor
  * ------------------------------------------------------------------------ */
 
+/*
+ * The options struct grows at its end, and a caller may be built against
+ * another version than this library: `size` is the caller's sizeof. A
+ * shorter (older) struct gets the defaults of the fields it has and
+ * nothing is written past its end; a longer (newer) one is zeroed beyond
+ * the fields this library knows, which it then ignores. `size` records the
+ * caller's size either way.
+ */
 void qorb_redis_options_init_(qorb_redis_options_t *o, size_t size) {
   qorb_redis_options_t d;
 
-  if (o == NULL) return;
+  if (o == NULL || size < sizeof(d.size)) return;
   memset(&d, 0, sizeof(d));
   d.size = size;
   d.flavour = QORB_REDIS_BLOCKING;
@@ -199,6 +282,7 @@ void qorb_redis_options_init_(qorb_redis_options_t *o, size_t size) {
   d.keepalive = 1;
   d.command_timeout_ms = 0;
   d.tls = NULL;
+  memset(o, 0, size);
   memcpy(o, &d, size < sizeof(d) ? size : sizeof(d));
 }
 
@@ -229,10 +313,13 @@ int qorb_redis_connector_new(qorb_connector_t **out,
   *out = NULL;
   qorb_redis_options_init(&o);
   if (opts != NULL) {
-    if (opts->size == 0 || opts->size > sizeof(o))
+    /* The caller's fields over our defaults: an older caller's shorter
+     * struct leaves the rest at their defaults, a newer caller's longer
+     * one has fields beyond ours, which are ignored. */
+    if (opts->size < sizeof(opts->size))
       return qr_bad(err, errlen, QORB_EINVAL,
                     "options not initialised with qorb_redis_options_init()");
-    memcpy(&o, opts, opts->size);
+    memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
   }
 
   if (o.flavour != QORB_REDIS_BLOCKING && o.flavour != QORB_REDIS_ASYNC)
@@ -285,7 +372,7 @@ int qorb_redis_connector_new(qorb_connector_t **out,
   if (o.client_name != NULL &&
       (cfg->client_name = qorb_strdup(o.client_name)) == NULL)
     goto fail;
-  if ((rc = qorb_connector_new(out, &qr_ops, cfg)) != 0) goto fail;
+  if ((rc = qorb_connector_new(out, &qorb__redis_ops, cfg)) != 0) goto fail;
   return 0;
 
 fail:

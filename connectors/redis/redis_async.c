@@ -103,9 +103,11 @@ static void qr_ev_cleanup(void *p) {
 /*
  * Stop reading while the connection is idle or handed out. hiredis turns
  * reading back on after its next write (every command is a write), so a
- * claimant never notices; meanwhile a server hang-up is not seen, and
- * hiredis cannot free the context while the pool holds it. The next check
- * or the claimant's next command sees the hang-up instead.
+ * claimant never notices. Meanwhile hiredis cannot free the context while
+ * the pool holds it, and it does not compete with the pool's own watch of
+ * the idle socket (the idle_fd op): a hang-up or anything unsolicited
+ * wakes only the pool, whose peek looks without reading (see
+ * qorb__redis_peek), and the pool closes the connection itself.
  */
 void qorb__redis_async_pause(qr_conn_t *k) {
   qr_ev_t *e;
@@ -164,11 +166,11 @@ void qorb__redis_async_reply(redisAsyncContext *ac, void *r, void *privdata) {
   if (r == NULL) {
     /* hiredis is freeing the context (the server went away, or a write
      * failed): it is no longer ours to free. */
-    int eof = ac->err == REDIS_ERR_EOF;
+    int gone = qorb__redis_ctx_gone(ac->err, ac->errstr);
     if (k->op != NULL)
       qorb__redis_err(k, "%s", qr_ac_errstr(ac, "connection lost"));
     qorb__redis_detach(k);
-    qorb__redis_fail(k, eof ? QORB_ECLOSED : qorb__redis_opcode(k->opkind));
+    qorb__redis_fail(k, gone ? QORB_EGONE : qorb__redis_opcode(k->opkind));
     return;
   }
   if (k->op == NULL) return; /* leftover of a failed op: k is broken */
@@ -210,7 +212,7 @@ static void qr_async_on_disconnect(const redisAsyncContext *cac, int status) {
   /* hiredis frees the context when this returns. */
   qorb__redis_err(k, "%s", qr_ac_errstr(ac, "server closed the connection"));
   qorb__redis_detach(k);
-  qorb__redis_fail(k, QORB_ECLOSED);
+  qorb__redis_fail(k, QORB_EGONE);
 }
 
 int qorb__redis_async_start(qr_conn_t *k, qorb_op_t *op, enum qr_op kind) {

@@ -83,8 +83,8 @@ static int qr_blk_send(qr_conn_t *k, int *done) {
       } else if (n < 0 && errno != EINTR) {
         rc = errno;
         qorb__redis_err(k, "%s", strerror(rc));
-        return rc == EPIPE || rc == ECONNRESET ? QORB_ECLOSED
-                                               : qorb__redis_opcode(k->opkind);
+        return qorb__redis_errno_gone(rc) ? QORB_EGONE
+                                          : qorb__redis_opcode(k->opkind);
       }
     }
     *done = 1;
@@ -113,13 +113,14 @@ static int qr_blk_recv(qr_conn_t *k) {
     if (n > 0) break;
     if (n == 0) {
       qorb__redis_err(k, "server closed the connection");
-      return QORB_ECLOSED;
+      return QORB_EGONE;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     if (errno != EINTR) {
       int e = errno;
       qorb__redis_err(k, "%s", strerror(e));
-      return e == ECONNRESET ? QORB_ECLOSED : qorb__redis_opcode(k->opkind);
+      return qorb__redis_errno_gone(e) ? QORB_EGONE
+                                       : qorb__redis_opcode(k->opkind);
     }
   }
   if (redisReaderFeed(k->c->reader, buf, (size_t)n) != REDIS_OK) {
@@ -129,8 +130,8 @@ static int qr_blk_recv(qr_conn_t *k) {
   return 0;
 }
 
-/* A hiredis I/O error: the text, and the code (EOF is the server hanging
- * up). */
+/* A hiredis I/O error: the text, and the code (EOF or a reset is the
+ * server going away). */
 static void qr_blk_io_fail(qr_conn_t *k) {
   redisContext *c = k->c;
   const char *text = c->errstr;
@@ -140,8 +141,9 @@ static void qr_blk_io_fail(qr_conn_t *k) {
   if (text[0] == '\0' || strcmp(text, "Success") == 0)
     text = k->cfg->tls != NULL ? "TLS handshake or I/O failed" : "I/O error";
   qorb__redis_err(k, "%s", text);
-  qorb__redis_fail(k, c->err == REDIS_ERR_EOF ? QORB_ECLOSED
-                                              : qorb__redis_opcode(k->opkind));
+  qorb__redis_fail(k, qorb__redis_ctx_gone(c->err, c->errstr)
+                         ? QORB_EGONE
+                         : qorb__redis_opcode(k->opkind));
 }
 
 /* Every reply is in: hand the context over in blocking mode. */

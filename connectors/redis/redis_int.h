@@ -31,7 +31,7 @@
 
 #include <qorb/redis.h>
 
-#define QR_MAX_STEPS 8
+#define QR_MAX_STEPS 10
 
 /* ------------------------------------------------------------------------
  * Configuration
@@ -64,6 +64,10 @@ enum qr_step {
   QR_SETNAME,
   QR_DISCARD,
   QR_UNWATCH,
+  QR_PROBE_NOEVICT, /* connect: CLIENT NO-EVICT off, to learn if it exists */
+  QR_PROBE_NOTOUCH, /* connect: CLIENT NO-TOUCH off, likewise */
+  QR_NOEVICT,       /* recycle: CLIENT NO-EVICT off */
+  QR_NOTOUCH,       /* recycle: CLIENT NO-TOUCH off */
   QR_ROLE,
   QR_PING /* always last: PING <token> */
 };
@@ -83,7 +87,10 @@ typedef struct qr_conn {
   uint64_t seq;    /* ops started, for the PING token */
   char token[32];  /* PING's argument for this op */
   int has_reset;   /* the server knows RESET (learnt at connect) */
+  int has_noevict; /* ... CLIENT NO-EVICT (7.0+), which RESET keeps on 7.0 */
+  int has_notouch; /* ... CLIENT NO-TOUCH (7.2+) */
   int broken;      /* an op failed or the connection died: never reuse */
+  int gone;        /* ... because the server went away (QORB_EGONE) */
   int sigpipe_guard; /* SIGPIPE is neither ignored nor blocked */
 
   /* blocking flavour */
@@ -133,11 +140,36 @@ void qorb__redis_err(qr_conn_t *k, const char *fmt, ...)
     ;
 
 /*
- * End the op in flight with a failure: mark the connection broken, stop the
- * blocking watcher, clear the op and call qorb_op_done() last (its contract
+ * End the op in flight with a failure: mark the connection broken (and
+ * gone, for QORB_EGONE), stop the blocking watcher, clear the op and call qorb_op_done() last (its contract
  * is in <qorb/connector.h>).
  */
 void qorb__redis_fail(qr_conn_t *k, int status);
+
+/* 1 when a socket error (an errno) means the server side went away: a
+   reset, a broken pipe, a keepalive or user timeout, no route. */
+int qorb__redis_errno_gone(int e);
+
+/* 1 when a hiredis context error (err, errstr) means the server went
+   away: EOF, or an I/O error of the kinds above. */
+int qorb__redis_ctx_gone(int err, const char *errstr);
+
+/* ------------------------------------------------------------------------
+ * redis.c
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The peek op: look at an idle connection without waiting, reading or
+ * sending (hiredis's buffers and a recv(MSG_PEEK | MSG_DONTWAIT)). 0 when
+ * nothing arrived, QORB_EGONE when the server closed it (EOF, a reset),
+ * QORB_EPROTO when bytes arrived that nobody asked for (an unread reply, a
+ * push), QORB_EBROKEN when an earlier op failed.
+ */
+int qorb__redis_peek(void *ctx, void *conn);
+
+/* The op table that qorb_redis_connector_new() uses; tests build
+   connectors of their own from it. */
+extern const qorb_connector_ops_t qorb__redis_ops;
 
 /* ------------------------------------------------------------------------
  * redis_blocking.c

@@ -9,6 +9,7 @@
  * an op's error and failing it.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,9 +65,37 @@ void qorb__redis_fail(qr_conn_t *k, int status) {
   qorb_op_t *op = k->op;
 
   k->broken = 1;
+  if (status == QORB_EGONE) k->gone = 1;
   if (k->c != NULL) qorb__redis_blk_unwatch(k);
   k->op = NULL;
   if (op != NULL) qorb_op_done(op, status);
+}
+
+int qorb__redis_errno_gone(int e) {
+  switch (e) {
+    case ECONNRESET:
+    case ECONNABORTED:
+    case EPIPE:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+int qorb__redis_ctx_gone(int err, const char *errstr) {
+  static const int gone[] = {ECONNRESET, ECONNABORTED, EPIPE,
+                             ETIMEDOUT,  EHOSTUNREACH, ENETUNREACH};
+  size_t i;
+
+  if (err == REDIS_ERR_EOF) return 1;
+  /* hiredis keeps only the text of an I/O error's errno (strerror). */
+  if (err != REDIS_ERR_IO || errstr == NULL) return 0;
+  for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+    if (strcmp(errstr, strerror(gone[i])) == 0) return 1;
+  return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -151,15 +180,33 @@ static int qr_push_auth(qr_conn_t *k) {
   return 0;
 }
 
+/* Client flags that RESET leaves on where the server has the command
+ * (Redis 7.0 keeps CLIENT NO-EVICT; CLIENT NO-TOUCH came in 7.2): turn
+ * them off, or, on connect, learn which commands the server has. They go
+ * after AUTH, which a server with requirepass wants first. */
+static int qr_push_flags(qr_conn_t *k, int probe) {
+  if (probe || k->has_noevict)
+    QR_PUSH(k, probe ? QR_PROBE_NOEVICT : QR_NOEVICT, "CLIENT", "NO-EVICT",
+            "off");
+  if (probe || k->has_notouch)
+    QR_PUSH(k, probe ? QR_PROBE_NOTOUCH : QR_NOTOUCH, "CLIENT", "NO-TOUCH",
+            "off");
+  return 0;
+}
+
 /*
- * Build the op's pipeline.
- *   connect  [RESET] [AUTH] [SELECT] [CLIENT SETNAME] [ROLE] PING
+ * Build the op's pipeline ({FLAGS}: CLIENT NO-EVICT off and CLIENT
+ * NO-TOUCH off, each where the server has it, learnt at connect):
+ *   connect  [RESET] [AUTH] [SELECT] [CLIENT SETNAME] [{FLAGS}] [ROLE] PING
  *   check    [ROLE] PING
- *   recycle  RESET [AUTH] [SELECT] [CLIENT SETNAME] PING            (6.2+)
- *            DISCARD UNWATCH [AUTH] SELECT CLIENT SETNAME PING    (older)
+ *   recycle  RESET [AUTH] [SELECT] [CLIENT SETNAME] {FLAGS} PING     (6.2+)
+ *            DISCARD UNWATCH [AUTH] SELECT CLIENT SETNAME {FLAGS} PING
+ *                                                                  (older)
  * RESET comes first on connect because it de-authenticates: on a fresh
  * connection it changes nothing, and its reply tells us whether the
- * server has it (Redis answers RESET before AUTH).
+ * server has it (Redis answers RESET before AUTH). The flag probes are
+ * sent on connect in every mode that recycles; their answers (OK, or an
+ * error from a server without the command) say what recycle must send.
  */
 int qorb__redis_build(qr_conn_t *k, enum qr_op kind) {
   const qr_cfg_t *cfg = k->cfg;
@@ -180,6 +227,9 @@ int qorb__redis_build(qr_conn_t *k, enum qr_op kind) {
       if (cfg->database != 0) QR_PUSH(k, QR_SELECT, "SELECT", cfg->dbtext);
       if (cfg->client_name != NULL)
         QR_PUSH(k, QR_SETNAME, "CLIENT", "SETNAME", cfg->client_name);
+      if (cfg->recycle != QORB_REDIS_RECYCLE_NONE &&
+          (rc = qr_push_flags(k, 1)) != 0)
+        return rc;
       if (cfg->role != QORB_REDIS_ROLE_ANY) QR_PUSH(k, QR_ROLE, "ROLE");
       break;
 
@@ -207,6 +257,7 @@ int qorb__redis_build(qr_conn_t *k, enum qr_op kind) {
         QR_PUSH(k, QR_SETNAME, "CLIENT", "SETNAME",
                 cfg->client_name != NULL ? cfg->client_name : "");
       }
+      if ((rc = qr_push_flags(k, 0)) != 0) return rc;
       break;
   }
   QR_PUSH(k, QR_PING, "PING", k->token);
@@ -259,6 +310,23 @@ static void qr_err_reply(qr_conn_t *k, const char *what, const redisReply *r) {
     qorb__redis_err(k, "%s: unexpected %s reply", what, qr_type_name(r->type));
 }
 
+/* An error reply that says the server is going away or not serving yet
+ * (-LOADING while it loads its data set, -SHUTDOWN while it stops), as
+ * opposed to one command's trouble. */
+static int qr_is_gone_reply(const redisReply *r) {
+  static const char *const words[] = {"LOADING", "SHUTDOWN"};
+  size_t i, n;
+
+  if (r->type != REDIS_REPLY_ERROR || r->str == NULL) return 0;
+  for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+    n = strlen(words[i]);
+    if (strncmp(r->str, words[i], n) == 0 &&
+        (r->str[n] == '\0' || r->str[n] == ' '))
+      return 1;
+  }
+  return 0;
+}
+
 /* The error code for a server error reply to a step. */
 static int qr_err_code(qr_conn_t *k, const redisReply *r) {
   return r->type == REDIS_REPLY_ERROR ? qorb__redis_opcode(k->opkind)
@@ -297,6 +365,10 @@ static int qr_check_role(qr_conn_t *k, const redisReply *r) {
  *         waits), or a negative code with the error text recorded.
  */
 int qorb__redis_reply(qr_conn_t *k, enum qr_step step, const redisReply *r) {
+  if (qr_is_gone_reply(r)) {
+    qorb__redis_err(k, "%s", r->str);
+    return QORB_EGONE;
+  }
   switch (step) {
     case QR_PROBE_RESET:
       if (qr_is_status(r, "RESET")) {
@@ -355,6 +427,28 @@ int qorb__redis_reply(qr_conn_t *k, enum qr_step step, const redisReply *r) {
     case QR_UNWATCH:
       if (qr_is_status(r, "OK")) return 0;
       qr_err_reply(k, "UNWATCH", r);
+      return qr_err_code(k, r);
+
+    case QR_PROBE_NOEVICT:
+    case QR_PROBE_NOTOUCH:
+      /* OK: the server has it; an error: it has not (older, renamed,
+       * or not allowed to this user, who then cannot set it either). */
+      if (qr_is_status(r, "OK") || r->type == REDIS_REPLY_ERROR) {
+        int has = r->type != REDIS_REPLY_ERROR;
+        if (step == QR_PROBE_NOEVICT)
+          k->has_noevict = has;
+        else
+          k->has_notouch = has;
+        return 0;
+      }
+      qr_err_reply(k, "CLIENT", r);
+      return QORB_EPROTO;
+
+    case QR_NOEVICT:
+    case QR_NOTOUCH:
+      if (qr_is_status(r, "OK")) return 0;
+      qr_err_reply(k, step == QR_NOEVICT ? "CLIENT NO-EVICT" : "CLIENT NO-TOUCH",
+                   r);
       return qr_err_code(k, r);
 
     case QR_ROLE:

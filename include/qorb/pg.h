@@ -23,6 +23,18 @@
  *             reset SQL (`DISCARD ALL` by default), after each release that
  *             needs it. A release with nothing to clean costs no round
  *             trip.
+ *   idle      the pool watches the socket of every idle connection
+ *             (PQsocket). When it becomes readable, qorb-pg's peek reads
+ *             what has arrived (PQconsumeInput on libpq's socket, which is
+ *             non-blocking from PQconnectStartParams on) without waiting
+ *             and without sending: a NOTIFY stays queued for the next
+ *             claimant (PQnotifies); EOF, a FATAL (pg_terminate_backend, a
+ *             shutdown: SQLSTATE 57P01) or a crash-shutdown warning closes
+ *             and replaces the connection at once and has the pool check
+ *             the backend's other idle connections (QORB_EGONE); any other
+ *             error or message libpq does not expect while idle closes it
+ *             too (QORB_EPROTO). Notices that arrive while idle are not
+ *             printed.
  *
  * Using a claimed PGconn. It is yours from the claim until qorb_release():
  *   - Blocking use from the claiming thread (PQexec, PQexecParams, ...)
@@ -55,7 +67,14 @@
  * libpq's own text (PQerrorMessage() or the server's error), readable in
  * the pool's stats snapshot (qorb_backend_stats_t.last_error). Claims fail
  * with the pool's codes (QORB_ENOTONLINE when no backend can be reached,
- * ...); the text says why.
+ * ...); the text says why. A failure that means the backend went away is
+ * QORB_EGONE, which makes the pool check the backend's other idle
+ * connections at once: an error of SQLSTATE class 08 (connection
+ * exception), 57P01 (admin shutdown), 57P02 (crash shutdown) or 57P03
+ * (cannot connect now) in any query qorb-pg runs, a connection that died
+ * (CONNECTION_BAD) after its handshake, and, at release, a claimed PGconn
+ * that is CONNECTION_BAD. A handshake that fails stays QORB_ECONNECT (or
+ * QORB_EAUTH): libpq 15 does not expose the SQLSTATE of a startup error.
  *
  * Memory: libpq has no allocator hook, and neither has this connector: both
  * use malloc(3).
@@ -86,7 +105,12 @@ typedef enum qorb_pg_role {
 /**
  * Connector options: plain data, initialised by qorb_pg_options_init();
  * new fields are only ever appended. Strings are copied by
- * qorb_pg_connector_new().
+ * qorb_pg_connector_new(). The leading `size` (the caller's sizeof) makes
+ * the struct safe across versions both ways: a caller built against an
+ * older, shorter struct gets the defaults for the fields it lacks, and
+ * nothing past its size is read or written; a caller built against a
+ * newer, longer struct is accepted, and the fields this library does not
+ * know are ignored.
  *
  * The connection template is `conninfo` and/or `keywords`/`values`, in
  * libpq's own syntax (see "Connection Strings" in the libpq manual). When
@@ -169,7 +193,11 @@ QORB_EXTERN int qorb_pg_connector_new(qorb_connector_t **out,
 
 /**
  * The PGconn of a claim from a pool whose connector is qorb-pg.
- * @return the connection, or NULL for a NULL claim.
+ * @return the connection, or NULL for a NULL claim or a claim from a pool
+ *         with another connector (qorb-redis, or one of your own: qorb-pg
+ *         recognises its connections by a tag at the start of each, so the
+ *         other connector's connection object must be at least 4 readable
+ *         bytes, as any struct of a pointer or an int is).
  * Ownership: the pool's; borrowed until qorb_release() or
  * qorb_release_broken(). Never PQfinish() it (see the top of this file for
  * what may be done with it).

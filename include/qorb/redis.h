@@ -21,10 +21,14 @@
  * What qorb-redis does with each connection:
  *   connect   a non-blocking TCP connect (keepalive on by default), then
  *             one pipelined round trip: RESET (to learn whether the server
- *             has it), AUTH, SELECT and CLIENT SETNAME as configured, ROLE
- *             when a role is required, and a PING. Any error fails the
- *             connect with the server's text. The pool's connect_timeout_ms
- *             bounds the whole of it.
+ *             has it), AUTH, SELECT and CLIENT SETNAME as configured,
+ *             CLIENT NO-EVICT off and CLIENT NO-TOUCH off (to learn
+ *             whether the server has them; skipped with
+ *             QORB_REDIS_RECYCLE_NONE), ROLE when a role is required, and
+ *             a PING. Any error fails the connect with the server's text
+ *             (an error to a probe only says the server lacks the
+ *             command). The pool's connect_timeout_ms bounds the whole of
+ *             it.
  *   check     PING (and ROLE when a role is required), bounded by the
  *             pool's health_check_timeout_ms. A backend whose role no
  *             longer matches fails its checks, so role-limited pools follow
@@ -32,9 +36,26 @@
  *   recycle   on Redis 6.2 and later: RESET, then AUTH, SELECT and CLIENT
  *             SETNAME again. On older servers: DISCARD, UNWATCH, AUTH,
  *             SELECT and CLIENT SETNAME (a connection that is subscribed
- *             fails these and is closed). Bounded by recycle_timeout_ms.
- *             Runs on the pool loop after the release: qorb_release()
- *             never waits for it.
+ *             fails these and is closed). Either way, in the same round
+ *             trip, CLIENT NO-EVICT off and CLIENT NO-TOUCH off where the
+ *             server has them: RESET leaves them on (Redis 7.0.15 keeps
+ *             NO-EVICT; it clears CLIENT TRACKING, CLIENT REPLY OFF,
+ *             READONLY, ASKING, MULTI, WATCH, subscriptions, MONITOR, the
+ *             user, the database, the name and RESP3). A claimant that
+ *             left CLIENT REPLY SKIP pending makes RESET's own reply go
+ *             missing: the recycle then fails and the connection is
+ *             closed. Bounded by recycle_timeout_ms. Runs on the pool loop
+ *             after the release: qorb_release() never waits for it.
+ *   idle      the pool watches the socket of every idle connection. In
+ *             the async flavour hiredis's own read watcher is paused
+ *             meanwhile, so the two never compete and hiredis never frees
+ *             an idle context. When the socket becomes readable, qorb-redis
+ *             peeks (recv with MSG_PEEK | MSG_DONTWAIT: nothing is read,
+ *             nothing waits, nothing is sent): EOF or a reset closes and
+ *             replaces the connection at once and has the pool check the
+ *             backend's other idle connections (QORB_EGONE); bytes that
+ *             nobody asked for (a reply left unread, a push) close it too
+ *             (QORB_EPROTO).
  *   closed    instead of recycled: a connection released with replies
  *             pending (commands appended and not read, a reply half read,
  *             async callbacks outstanding), with an error on the context,
@@ -79,7 +100,10 @@
  * or hiredis's text (for example "AUTH: WRONGPASS invalid username-password
  * pair or user is disabled."), readable in the pool's stats snapshot
  * (qorb_backend_stats_t.last_error). Codes: QORB_EAUTH (AUTH refused),
- * QORB_EROLE (wrong role), QORB_ECLOSED (the server closed the connection),
+ * QORB_EROLE (wrong role), QORB_EGONE (the server went away: it closed
+ * the connection or reset it, or answered -LOADING or -SHUTDOWN; the pool
+ * then checks the backend's other idle connections at once; a claimed
+ * connection that died that way is reported the same at its release),
  * QORB_EPROTO (an unexpected reply), QORB_ECONNECT / QORB_ECHECK /
  * QORB_ERECYCLE (other failures of that step).
  *
@@ -134,15 +158,30 @@ typedef enum qorb_redis_recycle {
   QORB_REDIS_RECYCLE_LEGACY = 2,
   /** No cleaning: a release costs no round trip. Choose it only when every
       claimant leaves the connection as it found it (plain reads and writes:
-      no SELECT, MULTI left open, WATCH, SUBSCRIBE, CLIENT SETNAME, AUTH).
-      Connections left with replies pending or an error are still closed. */
+      no SELECT, MULTI left open, WATCH, SUBSCRIBE, CLIENT SETNAME, AUTH,
+      CLIENT NO-EVICT). Connections left with replies pending or an error
+      are still closed, never handed to the next claimant: replies already
+      in hiredis's buffer, callbacks outstanding (async), and, since no
+      recycle's PING stands between a stale reply and the next claimant,
+      replies waiting on the socket, found by one recv(MSG_PEEK |
+      MSG_DONTWAIT) at release (this mode's release makes that one system
+      call). A reply that arrives only after the release (the claimant
+      sent a command and let go without waiting for it) is found by the
+      pool's watch of the idle socket, which closes the connection; a claim
+      in the instant between the two can still get it, so claimants in this
+      mode must read every reply they asked for. */
   QORB_REDIS_RECYCLE_NONE = 3
 } qorb_redis_recycle_t;
 
 /**
  * Connector options: plain data, initialised by qorb_redis_options_init();
  * new fields are only ever appended. Strings are copied by
- * qorb_redis_connector_new().
+ * qorb_redis_connector_new(). The leading `size` (the caller's sizeof)
+ * makes the struct safe across versions both ways: a caller built against
+ * an older, shorter struct gets the defaults for the fields it lacks, and
+ * nothing past its size is read or written; a caller built against a
+ * newer, longer struct is accepted, and the fields this library does not
+ * know are ignored.
  */
 typedef struct qorb_redis_options {
   size_t size; /**< set by qorb_redis_options_init() */
@@ -214,8 +253,10 @@ QORB_EXTERN int qorb_redis_connector_new(qorb_connector_t **out,
 
 /**
  * The blocking context of a claim from a QORB_REDIS_BLOCKING pool.
- * @return the context (in blocking mode), or NULL for a NULL claim or a
- *         claim from an async pool.
+ * @return the context (in blocking mode), or NULL for a NULL claim, a
+ *         claim from an async pool, or a claim from a pool with another
+ *         connector (recognised by a tag at the start of qorb-redis's
+ *         connection object).
  * Ownership: the pool's; borrowed until qorb_release() or
  * qorb_release_broken(). See the top of this file for what may be done
  * with it.
@@ -227,8 +268,9 @@ QORB_EXTERN struct redisContext *qorb_redis_ctx(const qorb_claim_t *claim);
  * The async context of a claim from a QORB_REDIS_ASYNC pool, attached to
  * the pool loop.
  * @return the context, or NULL for a NULL claim, a claim from a blocking
- *         pool, or when hiredis has already freed the context because the
- *         server went away (then just release the claim).
+ *         pool or a pool with another connector, or when hiredis has
+ *         already freed the context because the server went away (then
+ *         just release the claim).
  * Ownership: the pool's; borrowed until qorb_release() or
  * qorb_release_broken(). See the top of this file for what may be done
  * with it.

@@ -8,6 +8,8 @@
  * certificate is checked against the template's host, not the address the
  * pool connects to; and a connect during which libpq changes its socket
  * (TLS refused by the server, retried without) completes on the loop.
+ * qorb_pg_conn() gives NULL, not a misread pointer, for a claim from a
+ * pool whose connector is not qorb-pg.
  */
 #define _GNU_SOURCE
 
@@ -217,6 +219,53 @@ static void test_socket_switch_during_connect(void **state) {
   itest_close(pool);
 }
 
+/* Another connector's connection: a struct of its own, connected at once,
+   with no I/O. */
+typedef struct other_conn {
+  uint32_t word;
+  void *pg; /* where qorb-pg keeps its PGconn, give or take */
+} other_conn_t;
+
+static int other_connect(void *ctx, qorb_op_t *op, const qorb_addr_t *addr,
+                         void **conn) {
+  other_conn_t *o = qorb_calloc(1, sizeof(*o));
+  (void)ctx;
+  (void)addr;
+  if (o == NULL) return QORB_ENOMEM;
+  o->word = 0x71706763u ^ 1u; /* close to qorb-pg's tag, not it */
+  o->pg = o;
+  *conn = o;
+  qorb_op_done(op, 0);
+  return 0;
+}
+
+static void other_close(void *ctx, void *conn) {
+  (void)ctx;
+  qorb_free(conn);
+}
+
+static void test_conn_of_other_connector(void **state) {
+  static const qorb_connector_ops_t ops = {
+      .version = QORB_CONNECTOR_OPS_VERSION,
+      .name = "other",
+      .connect = other_connect,
+      .close = other_close,
+  };
+  qorb_connector_t *c = NULL;
+  qorb_policy_t pol;
+  qorb_pool_t *pool = NULL;
+  qorb_claim_t *cl;
+  (void)state;
+  assert_int_equal(qorb_connector_new(&c, &ops, NULL), 0);
+  itest_policy(&pol, "pgtest", "PGT_VERBOSE");
+  assert_int_equal(itest_pool_new(&pool, PGT_REFUSED, c, NULL, &pol), 0);
+  assert_int_equal(qorb_pool_claim_wait(pool, 10000, &cl), 0);
+  assert_non_null(qorb_claim_conn(cl));
+  assert_null(qorb_pg_conn(cl));
+  assert_int_equal(qorb_release(cl), 0);
+  itest_close(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_address_from_pool),
@@ -226,6 +275,7 @@ int main(void) {
       cmocka_unit_test(test_uri_and_arrays),
       cmocka_unit_test(test_tls_verify_full),
       cmocka_unit_test(test_socket_switch_during_connect),
+      cmocka_unit_test(test_conn_of_other_connector),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

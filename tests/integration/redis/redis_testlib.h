@@ -121,4 +121,20 @@ int rt_loop_cmd(struct ev_loop *loop, redisAsyncContext *ac, unsigned ms,
 /* Run the loop for about `ms` milliseconds. */
 void rt_loop_for(struct ev_loop *loop, unsigned ms);
 
+/*
+ * ITEST_WAIT for a pool on `loop` (NULL: the pool's own thread): wait
+ * until `cond` is true, at most `ms` milliseconds, running the loop
+ * meanwhile when there is one. The caller asserts the condition afterwards.
+ */
+#define RT_WAIT(loop, cond, ms)                                                \
+  do {                                                                         \
+    uint64_t rt_end_ = itest_now_ms() + (uint64_t)(ms);                        \
+    while (!(cond) && itest_now_ms() < rt_end_) {                              \
+      if ((loop) != NULL)                                                      \
+        rt_loop_for((loop), 10);                                               \
+      else                                                                     \
+        itest_nap_ms(10);                                                      \
+    }                                                                          \
+  } while (0)
+
 #endif /* QORB_REDIS_TESTLIB_H */

@@ -78,18 +78,9 @@ static void kill_idle(qorb_redis_flavour_t flavour, const char *name) {
   o.flavour = flavour;
   if (flavour == QORB_REDIS_ASYNC) loop = ev_loop_new(EVFLAG_AUTO);
   pool = rt_pool(RT_A, &o, loop, tweak_checks);
-#define PUMP(cond, ms)                                                         \
-  do {                                                                         \
-    uint64_t end_ = itest_now_ms() + (ms);                                     \
-    while (!(cond) && itest_now_ms() < end_) {                                 \
-      if (loop != NULL)                                                        \
-        rt_loop_for(loop, 10);                                                 \
-      else                                                                     \
-        itest_nap_ms(10);                                                      \
-    }                                                                          \
-  } while (0)
-
-  PUMP(itest_idle(pool, RT_A) == 4 && rt_count_clients(RT_A, name) == 4, 10000);
+  RT_WAIT(loop,
+          itest_idle(pool, RT_A) == 4 && rt_count_clients(RT_A, name) == 4,
+          10000);
   assert_int_equal(itest_idle(pool, RT_A), 4);
   connects = itest_connects(pool, RT_A);
   failures = itest_failures(pool, RT_A);
@@ -98,9 +89,10 @@ static void kill_idle(qorb_redis_flavour_t flavour, const char *name) {
   for (i = 0; i < n; i++) assert_int_equal(rt_kill_client(RT_A, ids[i]), 1);
 
   /* The health checks find them dead; the pool connects replacements. */
-  PUMP(itest_connects(pool, RT_A) >= connects + 4 &&
-           itest_idle(pool, RT_A) == 4,
-       10000);
+  RT_WAIT(loop,
+          itest_connects(pool, RT_A) >= connects + 4 &&
+              itest_idle(pool, RT_A) == 4,
+          10000);
   assert_true(itest_connects(pool, RT_A) >= connects + 4);
   assert_int_equal(itest_idle(pool, RT_A), 4);
   assert_true(itest_failures(pool, RT_A) >= failures + 4);
@@ -126,7 +118,6 @@ static void kill_idle(qorb_redis_flavour_t flavour, const char *name) {
   }
   ITEST_WAIT(rt_count_clients(RT_A, name) == 0, 5000);
   assert_int_equal(rt_count_clients(RT_A, name), 0);
-#undef PUMP
 }
 
 static void test_kill_idle_blocking(void **state) {

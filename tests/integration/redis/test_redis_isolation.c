@@ -7,13 +7,19 @@
  * it, claims again and checks the clean default state with CLIENT INFO and
  * by behaviour:
  *   SELECT 5; MULTI left open; WATCH on a key changed meanwhile; SUBSCRIBE
- *   with messages waiting; CLIENT SETNAME; CLIENT REPLY OFF; a command
- *   appended and never sent; a reply left unread; a broken release.
+ *   with messages waiting; CLIENT SETNAME; CLIENT REPLY OFF; CLIENT
+ *   TRACKING on; CLIENT NO-EVICT on (Redis 7.0's RESET keeps it); a
+ *   command appended and never sent; a reply left unread; a broken
+ *   release.
  * Both flavours, with RESET (Redis 7 has it) and with the legacy sequence
- * that older servers get (forced with QORB_REDIS_RECYCLE_LEGACY).
+ * that older servers get (forced with QORB_REDIS_RECYCLE_LEGACY). With
+ * recycling off (QORB_REDIS_RECYCLE_NONE) nothing is cleaned, but a reply
+ * left unread, in hiredis's buffer or still on the socket, never reaches
+ * the next claimant.
  */
 #define _GNU_SOURCE
 
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,6 +96,22 @@ static void assert_clean(redisContext *c) {
   assert_string_equal(r->str, "here");
   freeReplyObject(r);
   rt_cmd_status(c, "PONG", "PING");
+}
+
+/* CLIENT INFO's flags include `flag`. */
+static void assert_flag(redisContext *c, char flag) {
+  redisReply *r = rt_cmd(c, "CLIENT INFO");
+  char buf[32];
+  assert_int_equal(rt_info_field(r->str, "flags", buf, sizeof(buf)), 0);
+  freeReplyObject(r);
+  if (strchr(buf, flag) == NULL)
+    fail_msg("flags '%s' without '%c'", buf, flag);
+}
+
+/* Send what is appended to `c` without reading any reply. */
+static void flush_only(redisContext *c) {
+  int done = 0;
+  while (!done) assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
 }
 
 /* Release the claim, claim again, check clean; the same connection or a
@@ -170,15 +192,27 @@ static void run_blocking_cases(qorb_redis_recycle_t mode) {
   rt_cmd_status(c, "OK", "CLIENT SETNAME someone-else");
   next_is_clean(pool, cl, id, 1);
 
+  /* CLIENT NO-EVICT on (flag e), which Redis 7.0's RESET leaves on: the
+   * recycle turns it off (flags back to N), in both recycle styles. */
+  c = claim(pool, &cl);
+  rt_cmd_status(c, "OK", "CLIENT NO-EVICT on");
+  assert_flag(c, 'e');
+  next_is_clean(pool, cl, id, 1);
+
+  /* CLIENT TRACKING on (flag t): only RESET undoes it. */
+  if (mode != QORB_REDIS_RECYCLE_LEGACY) {
+    c = claim(pool, &cl);
+    rt_cmd_status(c, "OK", "CLIENT TRACKING on");
+    assert_flag(c, 't');
+    next_is_clean(pool, cl, id, 1);
+  }
+
   /* CLIENT REPLY OFF: only RESET undoes it (the legacy sequence would
    * get no reply and time out, closing the connection). */
   if (mode != QORB_REDIS_RECYCLE_LEGACY) {
     c = claim(pool, &cl);
     assert_int_equal(redisAppendCommand(c, "CLIENT REPLY OFF"), REDIS_OK);
-    {
-      int done = 0;
-      while (!done) assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
-    }
+    flush_only(c);
     next_is_clean(pool, cl, id, 1);
   }
 
@@ -249,6 +283,35 @@ static void test_blocking_none(void **state) {
   assert_int_equal(qorb_release(cl), 0);
   c = claim(pool, &cl);
   assert_true(client_id(c) != id);
+
+  /* A reply left on the socket: the command was sent and answered, and
+   * nothing read it. No recycle's PING stands between it and the next
+   * claimant, so the release looks at the socket and closes the
+   * connection; the next claimant's first reply is its own. */
+  id = client_id(c);
+  assert_int_equal(redisAppendCommand(c, "PING stale-on-socket"), REDIS_OK);
+  flush_only(c);
+  {
+    struct pollfd p = {c->fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 5000), 1);
+  }
+  assert_int_equal(qorb_release(cl), 0);
+  c = claim(pool, &cl);
+  assert_true(client_id(c) != id);
+  rt_cmd_status(c, "PONG", "PING");
+
+  /* Two commands sent, one reply read: the other is in hiredis's buffer
+   * or on the socket. Either way the next claimant never reads it. */
+  id = client_id(c);
+  assert_int_equal(redisAppendCommand(c, "PING first"), REDIS_OK);
+  assert_int_equal(redisAppendCommand(c, "PING stale-second"), REDIS_OK);
+  assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+  assert_string_equal(r->str, "first");
+  freeReplyObject(r);
+  assert_int_equal(qorb_release(cl), 0);
+  c = claim(pool, &cl);
+  assert_true(client_id(c) != id);
+  rt_cmd_status(c, "PONG", "PING");
   assert_int_equal(qorb_release(cl), 0);
   itest_close(pool);
 }
@@ -339,6 +402,13 @@ static void run_async_cases(qorb_redis_recycle_t mode) {
 
   ac = aclaim(pool, loop, &cl);
   astatus(loop, ac, "OK", "CLIENT SETNAME someone-else");
+  anext_is_clean(pool, loop, cl, id, 1);
+
+  /* CLIENT NO-EVICT on, which Redis 7.0's RESET keeps: turned off. */
+  ac = aclaim(pool, loop, &cl);
+  astatus(loop, ac, "OK", "CLIENT NO-EVICT on");
+  assert_int_equal(rt_loop_cmd(loop, ac, 5000, &r, "CLIENT INFO"), 0);
+  assert_non_null(strstr(r.str, " flags=e "));
   anext_is_clean(pool, loop, cl, id, 1);
 
   ac = aclaim(pool, loop, &cl);

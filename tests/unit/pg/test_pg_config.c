@@ -3,7 +3,8 @@
  * test_pg_config.c: qorb-pg's options and connector creation, no server
  * needed. A malformed template is refused at creation with libpq's own
  * message; bad arguments get QORB_EINVAL; an older caller's shorter options
- * struct still works.
+ * struct and a newer caller's longer one both work, and nothing past the
+ * caller's size is read or written.
  */
 #define _GNU_SOURCE
 
@@ -161,7 +162,7 @@ static void test_bad_arguments(void **state) {
                    QORB_EINVAL);
   assert_null(c);
   assert_non_null(strstr(err, "qorb_pg_options_init"));
-  o.size = sizeof(o) + 8; /* a newer caller than this library */
+  o.size = offsetof(qorb_pg_options_t, role); /* shorter than any version */
   assert_int_equal(make(&o, err, sizeof(err)), QORB_EINVAL);
 
   qorb_pg_options_init(&o);
@@ -174,6 +175,7 @@ static void test_bad_arguments(void **state) {
 
   assert_null(qorb_pg_conn(NULL));
   qorb_pg_options_init_(NULL, sizeof(o)); /* ignored, no crash */
+  qorb_pg_options_init_(&o, 0);           /* no size field: ignored */
 }
 
 /* A caller compiled against an older, shorter qorb_pg_options_t. */
@@ -193,6 +195,34 @@ static void test_older_struct(void **state) {
   assert_int_equal(make(&u.o, err, sizeof(err)), 0);
 }
 
+/* A caller compiled against a newer, longer qorb_pg_options_t: its fields
+   beyond ours are zeroed by the init, ignored by the constructor, and the
+   size field says the caller's size. */
+static void test_newer_struct(void **state) {
+  union {
+    qorb_pg_options_t o;
+    unsigned char bytes[sizeof(qorb_pg_options_t) + 32];
+  } u;
+  size_t i;
+  char err[128];
+  (void)state;
+  memset(&u, 0x77, sizeof(u));
+  qorb_pg_options_init_(&u.o, sizeof(u));
+  assert_int_equal(u.o.size, sizeof(u));
+  for (i = sizeof(u.o); i < sizeof(u); i++) assert_int_equal(u.bytes[i], 0);
+  assert_string_equal(u.o.reset_sql, "DISCARD ALL");
+  assert_int_equal(u.o.tcp_user_timeout_ms, 10000);
+  u.o.conninfo = "user=app";
+  assert_int_equal(make(&u.o, err, sizeof(err)), 0);
+  /* What a newer caller put in fields this library does not know. */
+  memset(u.bytes + sizeof(u.o), 0x5a, sizeof(u) - sizeof(u.o));
+  assert_int_equal(make(&u.o, err, sizeof(err)), 0);
+  /* Set by hand rather than by the init: the same. */
+  qorb_pg_options_init(&u.o);
+  u.o.size = sizeof(u);
+  assert_int_equal(make(&u.o, err, sizeof(err)), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -200,6 +230,7 @@ int main(void) {
       cmocka_unit_test(test_malformed_templates),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_older_struct),
+      cmocka_unit_test(test_newer_struct),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

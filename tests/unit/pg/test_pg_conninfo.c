@@ -231,23 +231,77 @@ static void test_sql_and_role(void **state) {
 }
 
 /* A caller built against a struct that ends before reset_sql gets the
-   defaults of what it lacks. */
+   defaults of what it lacks, and nothing past its size is read. */
 static void test_older_struct(void **state) {
   union {
     qorb_pg_options_t o;
     unsigned char bytes[sizeof(qorb_pg_options_t)];
   } u;
+  size_t old = offsetof(qorb_pg_options_t, reset_sql);
   pg_ctx_t *ctx;
   (void)state;
   memset(&u, 0x77, sizeof(u));
-  qorb_pg_options_init_(&u.o, offsetof(qorb_pg_options_t, reset_sql));
+  qorb_pg_options_init_(&u.o, old);
+  assert_int_equal(u.bytes[old], 0x77); /* not written */
   ctx = compile(&u.o);
   assert_string_equal(ctx->reset_sql, "DISCARD ALL");
   assert_null(ctx->acquire_sql);
   assert_string_equal(val(ctx, "keepalives"), "1");
-  assert_null(val(ctx, "keepalives_idle"));
-  assert_null(val(ctx, "tcp_user_timeout"));
+  assert_string_equal(val(ctx, "keepalives_idle"), "5");
+  assert_string_equal(val(ctx, "keepalives_interval"), "2");
+  assert_string_equal(val(ctx, "keepalives_count"), "3");
+  assert_string_equal(val(ctx, "tcp_user_timeout"), "10000");
   qorb__pg_ctx_free(ctx);
+
+  /* Ends inside the TCP settings: the first ones are the caller's, the
+     rest the defaults. The garbage after its size is never read. */
+  memset(&u, 0x77, sizeof(u));
+  old = offsetof(qorb_pg_options_t, keepalives_interval_s);
+  qorb_pg_options_init_(&u.o, old);
+  u.o.reset_sql = NULL;
+  u.o.keepalives_idle_s = 9;
+  ctx = compile(&u.o);
+  assert_null(ctx->reset_sql);
+  assert_string_equal(val(ctx, "keepalives_idle"), "9");
+  assert_string_equal(val(ctx, "keepalives_interval"), "2");
+  assert_string_equal(val(ctx, "tcp_user_timeout"), "10000");
+  qorb__pg_ctx_free(ctx);
+}
+
+/* A newer caller's longer struct: every field of ours is read, the rest
+   ignored. */
+static void test_newer_struct(void **state) {
+  union {
+    qorb_pg_options_t o;
+    unsigned char bytes[sizeof(qorb_pg_options_t) + 24];
+  } u;
+  pg_ctx_t *ctx;
+  (void)state;
+  qorb_pg_options_init_(&u.o, sizeof(u));
+  memset(u.bytes + sizeof(u.o), 0x5a, sizeof(u) - sizeof(u.o));
+  u.o.acquire_sql = "SELECT 2";
+  u.o.tcp_user_timeout_ms = 0;
+  ctx = compile(&u.o);
+  assert_string_equal(ctx->acquire_sql, "SELECT 2");
+  assert_null(val(ctx, "tcp_user_timeout"));
+  assert_string_equal(val(ctx, "keepalives_idle"), "5");
+  qorb__pg_ctx_free(ctx);
+}
+
+/* Which SQLSTATEs say the backend went away. */
+static void test_sqlstate_gone(void **state) {
+  (void)state;
+  assert_true(qorb__pg_sqlstate_gone("57P01")); /* admin_shutdown */
+  assert_true(qorb__pg_sqlstate_gone("57P02")); /* crash_shutdown */
+  assert_true(qorb__pg_sqlstate_gone("57P03")); /* cannot_connect_now */
+  assert_true(qorb__pg_sqlstate_gone("08006")); /* connection_failure */
+  assert_true(qorb__pg_sqlstate_gone("08P01")); /* protocol_violation */
+  assert_false(qorb__pg_sqlstate_gone("57P04")); /* database_dropped */
+  assert_false(qorb__pg_sqlstate_gone("57014")); /* query_canceled */
+  assert_false(qorb__pg_sqlstate_gone("42P01"));
+  assert_false(qorb__pg_sqlstate_gone("08"));
+  assert_false(qorb__pg_sqlstate_gone(""));
+  assert_false(qorb__pg_sqlstate_gone(NULL));
 }
 
 static void test_set_backend(void **state) {
@@ -353,6 +407,8 @@ int main(void) {
       cmocka_unit_test(test_tcp_defaults),
       cmocka_unit_test(test_sql_and_role),
       cmocka_unit_test(test_older_struct),
+      cmocka_unit_test(test_newer_struct),
+      cmocka_unit_test(test_sqlstate_gone),
       cmocka_unit_test(test_set_backend),
       cmocka_unit_test(test_refused),
       cmocka_unit_test(test_first_line_len),

@@ -2,8 +2,11 @@
 /*
  * test_redis_config.c: qorb-redis options, without a server. Defaults,
  * every invalid value refused at creation with the field named, the size
- * field, and the accessors' answers for claims that are not qorb-redis
- * claims.
+ * field (an older caller's shorter struct gets the defaults of what it
+ * lacks, a newer caller's longer one is accepted, nothing past the caller's
+ * size is read or written; the connector's configuration is looked at
+ * through the private redis_int.h), and the accessors' answers for claims
+ * that are not qorb-redis claims.
  */
 #define _GNU_SOURCE
 
@@ -17,6 +20,8 @@
 
 #include <qorb/qorb.h>
 #include <qorb/redis.h>
+
+#include "redis_int.h"
 
 static void test_defaults(void **state) {
   qorb_redis_options_t o;
@@ -93,7 +98,7 @@ static void test_invalid(void **state) {
   o.size = 0;
   refused(&o, QORB_EINVAL, "qorb_redis_options_init");
   qorb_redis_options_init(&o);
-  o.size = sizeof(o) + 8;
+  o.size = sizeof(o.size) - 1; /* not even the size field */
   refused(&o, QORB_EINVAL, "qorb_redis_options_init");
 
   qorb_redis_options_init(&o);
@@ -146,6 +151,78 @@ static void test_invalid(void **state) {
   refused(&o, QORB_ECONFIG, "command_timeout_ms");
 }
 
+/* Make a connector from `o` and copy its configuration into `cfg`. */
+static void config_of(const qorb_redis_options_t *o, qr_cfg_t *cfg) {
+  qorb_connector_t *c = NULL;
+  char err[160];
+  int rc = qorb_redis_connector_new(&c, o, err, sizeof(err));
+  if (rc != 0) fail_msg("connector: %s: %s", qorb_err_name(rc), err);
+  memcpy(cfg, qorb_connector_ctx(c), sizeof(*cfg));
+  cfg->password = cfg->user = cfg->client_name = NULL; /* freed below */
+  qorb_connector_free(c);
+}
+
+/* A caller compiled against an older, shorter qorb_redis_options_t: the
+   init writes nothing past its size, and the fields it lacks get their
+   defaults. */
+static void test_older_struct(void **state) {
+  union {
+    qorb_redis_options_t o;
+    unsigned char bytes[sizeof(qorb_redis_options_t)];
+  } u;
+  size_t old = offsetof(qorb_redis_options_t, recycle);
+  qr_cfg_t cfg;
+  (void)state;
+  memset(&u, 0x77, sizeof(u));
+  qorb_redis_options_init_(&u.o, old);
+  assert_int_equal(u.o.size, old);
+  assert_int_equal(u.bytes[old], 0x77);
+  assert_int_equal(u.bytes[sizeof(u) - 1], 0x77);
+  u.o.database = 3;
+  config_of(&u.o, &cfg);
+  assert_int_equal(cfg.database, 3);
+  assert_int_equal(cfg.recycle, QORB_REDIS_RECYCLE_AUTO);
+  assert_int_equal(cfg.keepalive, 1);
+  assert_int_equal(cfg.command_timeout_ms, 0);
+  assert_null(cfg.tls);
+  /* The oldest possible: just the size. */
+  memset(&u, 0x77, sizeof(u));
+  qorb_redis_options_init_(&u.o, sizeof(u.o.size));
+  assert_int_equal(u.o.size, sizeof(u.o.size));
+  assert_int_equal(u.bytes[sizeof(u.o.size)], 0x77);
+  config_of(&u.o, &cfg);
+  assert_int_equal(cfg.flavour, QORB_REDIS_BLOCKING);
+  assert_int_equal(cfg.keepalive, 1);
+  /* Too short for a size field: the init leaves it alone. */
+  memset(&u, 0x77, sizeof(u));
+  qorb_redis_options_init_(&u.o, 1);
+  assert_int_equal(u.bytes[0], 0x77);
+}
+
+/* A caller compiled against a newer, longer struct: zeroed past our
+   fields by the init, accepted by the constructor, whatever it put in
+   fields this library does not know. */
+static void test_newer_struct(void **state) {
+  union {
+    qorb_redis_options_t o;
+    unsigned char bytes[sizeof(qorb_redis_options_t) + 32];
+  } u;
+  qr_cfg_t cfg;
+  size_t i;
+  (void)state;
+  memset(&u, 0x77, sizeof(u));
+  qorb_redis_options_init_(&u.o, sizeof(u));
+  assert_int_equal(u.o.size, sizeof(u));
+  for (i = sizeof(u.o); i < sizeof(u); i++) assert_int_equal(u.bytes[i], 0);
+  assert_int_equal(u.o.keepalive, 1);
+  u.o.database = 7;
+  u.o.keepalive = 0;
+  memset(u.bytes + sizeof(u.o), 0x5a, sizeof(u) - sizeof(u.o));
+  config_of(&u.o, &cfg);
+  assert_int_equal(cfg.database, 7);
+  assert_int_equal(cfg.keepalive, 0);
+}
+
 static void test_tls(void **state) {
   qorb_redis_options_t o;
   qorb_connector_t *c = NULL;
@@ -176,7 +253,8 @@ static void test_accessors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults), cmocka_unit_test(test_valid),
-      cmocka_unit_test(test_invalid), cmocka_unit_test(test_tls),
+      cmocka_unit_test(test_invalid), cmocka_unit_test(test_older_struct),
+      cmocka_unit_test(test_newer_struct), cmocka_unit_test(test_tls),
       cmocka_unit_test(test_accessors)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

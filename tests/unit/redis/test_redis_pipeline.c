@@ -7,15 +7,21 @@
  * with the code its step calls for, and a reply that is not ours (a stray
  * one a claimant left, a PING with another op's token) fails the op with
  * QORB_EPROTO so that the connection is closed. The replies are parsed
- * from protocol text by hiredis's own reader, as the drivers do.
+ * from protocol text by hiredis's own reader, as the drivers do. Also the
+ * client flags that RESET leaves on (learnt at connect, cleared on
+ * recycle), the replies and errors that mean the server went away
+ * (QORB_EGONE), and the peek op on a socket pair.
  */
 #define _GNU_SOURCE
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -114,16 +120,30 @@ static int feed(fx_t *f, const char *resp) {
   return rc;
 }
 
+/* The flag commands on the wire, and a 7.0 server's answer to NO-TOUCH. */
+#define NOEVICT_OFF "*3\r\n$6\r\nCLIENT\r\n$8\r\nNO-EVICT\r\n$3\r\noff\r\n"
+#define NOTOUCH_OFF "*3\r\n$6\r\nCLIENT\r\n$8\r\nNO-TOUCH\r\n$3\r\noff\r\n"
+#define NOTOUCH_UNKNOWN "-ERR unknown subcommand 'NO-TOUCH'. Try CLIENT HELP.\r\n"
+#define NOEVICT_UNKNOWN                                              \
+  "-ERR Unknown subcommand or wrong number of arguments for "        \
+  "'NO-EVICT'. Try CLIENT HELP.\r\n"
+
 static void test_connect_default(void **state) {
   fx_t f;
   (void)state;
   fx_init(&f);
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH,
+        QR_PING, END);
   assert_string_equal(f.k.token, "qorb-1");
-  assert_wire(&f, "*1\r\n$5\r\nRESET\r\n"
+  assert_wire(&f, "*1\r\n$5\r\nRESET\r\n" NOEVICT_OFF NOTOUCH_OFF
                   "*2\r\n$4\r\nPING\r\n$6\r\nqorb-1\r\n");
-  assert_int_equal(feed(&f, "+RESET\r\n$6\r\nqorb-1\r\n"), DONE);
+  /* Redis 7.0: NO-EVICT exists, NO-TOUCH does not. */
+  assert_int_equal(feed(&f, "+RESET\r\n+OK\r\n" NOTOUCH_UNKNOWN
+                            "$6\r\nqorb-1\r\n"),
+                   DONE);
   assert_int_equal(f.k.has_reset, 1);
+  assert_int_equal(f.k.has_noevict, 1);
+  assert_int_equal(f.k.has_notouch, 0);
   fx_free(&f);
 }
 
@@ -138,17 +158,21 @@ static void test_connect_everything(void **state) {
   f.cfg.role = QORB_REDIS_ROLE_MASTER;
   set_database(&f, 12);
   build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_AUTH, QR_SELECT, QR_SETNAME,
-        QR_ROLE, QR_PING, END);
+        QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH, QR_ROLE, QR_PING, END);
   assert_wire(&f, "*1\r\n$5\r\nRESET\r\n"
                   "*3\r\n$4\r\nAUTH\r\n$3\r\napp\r\n$6\r\ns3cret\r\n"
                   "*2\r\n$6\r\nSELECT\r\n$2\r\n12\r\n"
                   "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$3\r\nweb\r\n"
+                  NOEVICT_OFF NOTOUCH_OFF
                   "*1\r\n$4\r\nROLE\r\n"
                   "*2\r\n$4\r\nPING\r\n$6\r\nqorb-1\r\n");
-  assert_int_equal(feed(&f, "+RESET\r\n+OK\r\n+OK\r\n+OK\r\n"
+  /* A 7.2 server: both flags exist. */
+  assert_int_equal(feed(&f, "+RESET\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n"
                             "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
                             "$6\r\nqorb-1\r\n"),
                    DONE);
+  assert_int_equal(f.k.has_noevict, 1);
+  assert_int_equal(f.k.has_notouch, 1);
   fx_free(&f);
 
   /* A password alone is AUTH's one-argument form; LEGACY and NONE never
@@ -156,9 +180,18 @@ static void test_connect_everything(void **state) {
   fx_init(&f);
   f.cfg.password = password;
   f.cfg.recycle = QORB_REDIS_RECYCLE_LEGACY;
-  build(&f, QR_OP_CONNECT, QR_AUTH, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_AUTH, QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH,
+        QR_PING, END);
   assert_wire(&f, "*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n"
+                  NOEVICT_OFF NOTOUCH_OFF
                   "*2\r\n$4\r\nPING\r\n$6\r\nqorb-1\r\n");
+  /* A server older than 7.0 has neither. */
+  assert_int_equal(feed(&f, "+OK\r\n" NOEVICT_UNKNOWN NOTOUCH_UNKNOWN
+                            "$6\r\nqorb-1\r\n"),
+                   DONE);
+  assert_int_equal(f.k.has_noevict, 0);
+  assert_int_equal(f.k.has_notouch, 0);
+  /* NONE never recycles: no probes either. */
   f.cfg.recycle = QORB_REDIS_RECYCLE_NONE;
   build(&f, QR_OP_CONNECT, QR_AUTH, QR_PING, END);
   assert_string_equal(f.k.token, "qorb-2"); /* a new token per op */
@@ -208,10 +241,11 @@ static void test_partial(void **state) {
   fx_t f;
   (void)state;
   fx_init(&f);
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH,
+        QR_PING, END);
   assert_int_equal(feed(&f, "+RESET\r\n"), WAITING);
   assert_int_equal(f.k.next, 1);
-  assert_int_equal(feed(&f, "$6\r\nqorb-1\r\n"), DONE);
+  assert_int_equal(feed(&f, "+OK\r\n+OK\r\n$6\r\nqorb-1\r\n"), DONE);
   fx_free(&f);
 }
 
@@ -220,14 +254,16 @@ static void test_no_reset(void **state) {
   fx_t f;
   (void)state;
   fx_init(&f);
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PING, END);
-  assert_int_equal(feed(&f, "-ERR unknown command 'RESET'\r\n"
-                            "$6\r\nqorb-1\r\n"),
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH,
+        QR_PING, END);
+  assert_int_equal(feed(&f, "-ERR unknown command 'RESET'\r\n" NOEVICT_UNKNOWN
+                            NOTOUCH_UNKNOWN "$6\r\nqorb-1\r\n"),
                    DONE);
   assert_int_equal(f.k.has_reset, 0);
 
   f.cfg.recycle = QORB_REDIS_RECYCLE_RESET;
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH,
+        QR_PING, END);
   assert_int_equal(feed(&f, "-ERR unknown command 'RESET'\r\n"),
                    QORB_ENOTSUP);
   fx_free(&f);
@@ -240,12 +276,14 @@ static void test_error_replies(void **state) {
   fx_init(&f);
   f.cfg.password = password;
   set_database(&f, 99);
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_AUTH, QR_SELECT, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_AUTH, QR_SELECT,
+        QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH, QR_PING, END);
   assert_int_equal(feed(&f, "+RESET\r\n-WRONGPASS invalid username-password "
                             "pair or user is disabled.\r\n"),
                    QORB_EAUTH);
   /* A server error fails the step with the op's own code. */
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_AUTH, QR_SELECT, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_AUTH, QR_SELECT,
+        QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH, QR_PING, END);
   assert_int_equal(feed(&f, "+RESET\r\n+OK\r\n"
                             "-ERR DB index is out of range\r\n"),
                    QORB_ECONNECT);
@@ -311,12 +349,14 @@ static void test_out_of_step(void **state) {
   assert_int_equal(feed(&f, "$6\r\nqorb-3\r\n"), QORB_EPROTO);
   /* A status where a command wanted OK, and OK where RESET was due. */
   set_database(&f, 1);
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_SELECT, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_SELECT, QR_PROBE_NOEVICT,
+        QR_PROBE_NOTOUCH, QR_PING, END);
   assert_int_equal(feed(&f, "+RESET\r\n+QUEUED\r\n"), QORB_EPROTO);
   f.k.has_reset = 1;
   build(&f, QR_OP_RECYCLE, QR_RESET, QR_SELECT, QR_PING, END);
   assert_int_equal(feed(&f, "+OK\r\n"), QORB_EPROTO);
-  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_SELECT, QR_PING, END);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_SELECT, QR_PROBE_NOEVICT,
+        QR_PROBE_NOTOUCH, QR_PING, END);
   assert_int_equal(feed(&f, "+OK\r\n"), QORB_EPROTO);
   /* A reply after the last step (the drivers fail the op on it). */
   build(&f, QR_OP_CHECK, QR_PING, END);
@@ -361,6 +401,116 @@ static void test_fail(void **state) {
   fx_free(&f);
 }
 
+/* Client flags that RESET leaves on: cleared on recycle where the server
+   has the command, in both recycle styles, and only there. */
+static void test_recycle_flags(void **state) {
+  fx_t f;
+  (void)state;
+  fx_init(&f);
+  f.k.has_reset = 1;
+  f.k.has_noevict = 1; /* Redis 7.0 */
+  build(&f, QR_OP_RECYCLE, QR_RESET, QR_NOEVICT, QR_PING, END);
+  assert_wire(&f, "*1\r\n$5\r\nRESET\r\n" NOEVICT_OFF
+                  "*2\r\n$4\r\nPING\r\n$6\r\nqorb-1\r\n");
+  assert_int_equal(feed(&f, "+RESET\r\n+OK\r\n$6\r\nqorb-1\r\n"), DONE);
+  f.k.has_notouch = 1; /* Redis 7.2 */
+  build(&f, QR_OP_RECYCLE, QR_RESET, QR_NOEVICT, QR_NOTOUCH, QR_PING, END);
+  assert_int_equal(feed(&f, "+RESET\r\n+OK\r\n-ERR no\r\n"), QORB_ERECYCLE);
+  f.k.has_reset = 0;
+  build(&f, QR_OP_RECYCLE, QR_DISCARD, QR_UNWATCH, QR_SELECT, QR_SETNAME,
+        QR_NOEVICT, QR_NOTOUCH, QR_PING, END);
+  /* Neither: nothing more is sent. */
+  f.k.has_reset = 1;
+  f.k.has_noevict = f.k.has_notouch = 0;
+  build(&f, QR_OP_RECYCLE, QR_RESET, QR_PING, END);
+  fx_free(&f);
+}
+
+/* Replies that say the server is going away or not serving yet fail any
+   step with QORB_EGONE, even a step that takes errors calmly. */
+static void test_gone_replies(void **state) {
+  fx_t f;
+  (void)state;
+  fx_init(&f);
+  build(&f, QR_OP_CHECK, QR_PING, END);
+  assert_int_equal(
+      feed(&f, "-LOADING Redis is loading the dataset in memory\r\n"),
+      QORB_EGONE);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH,
+        QR_PING, END);
+  assert_int_equal(feed(&f, "-LOADING Redis is loading\r\n"), QORB_EGONE);
+  build(&f, QR_OP_CONNECT, QR_PROBE_RESET, QR_PROBE_NOEVICT, QR_PROBE_NOTOUCH,
+        QR_PING, END);
+  assert_int_equal(feed(&f, "+RESET\r\n-SHUTDOWN in progress\r\n"),
+                   QORB_EGONE);
+  /* The word alone, not a prefix of another. */
+  build(&f, QR_OP_CHECK, QR_PING, END);
+  assert_int_equal(feed(&f, "-LOADINGX odd\r\n"), QORB_ECHECK);
+  build(&f, QR_OP_CHECK, QR_PING, END);
+  assert_int_equal(feed(&f, "-ERR LOADING\r\n"), QORB_ECHECK);
+
+  assert_true(qorb__redis_errno_gone(ECONNRESET));
+  assert_true(qorb__redis_errno_gone(EPIPE));
+  assert_true(qorb__redis_errno_gone(ETIMEDOUT));
+  assert_false(qorb__redis_errno_gone(EAGAIN));
+  assert_false(qorb__redis_errno_gone(ENOMEM));
+  assert_true(qorb__redis_ctx_gone(REDIS_ERR_EOF, "Server closed the connection"));
+  assert_true(qorb__redis_ctx_gone(REDIS_ERR_IO, strerror(ECONNRESET)));
+  assert_false(qorb__redis_ctx_gone(REDIS_ERR_IO, strerror(EAGAIN)));
+  assert_false(qorb__redis_ctx_gone(REDIS_ERR_PROTOCOL, "Protocol error"));
+  assert_false(qorb__redis_ctx_gone(REDIS_ERR_IO, NULL));
+  fx_free(&f);
+}
+
+/* The peek op on an idle blocking connection whose socket is one end of a
+   socket pair: the test plays the server on the other end. */
+static void test_peek(void **state) {
+  fx_t f;
+  int sv[2];
+  char buf[8];
+  (void)state;
+  fx_init(&f);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  f.c.fd = sv[0];
+  f.c.reader = redisReaderCreate();
+  assert_non_null(f.c.reader);
+
+  /* Nothing arrived: alive (and the socket is left blocking: no wait). */
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), 0);
+  /* An op in flight owns the socket: not the peek's business. */
+  f.k.op = (qorb_op_t *)(void *)&f;
+  assert_int_equal(write(sv[1], "+OK\r\n", 5), 5);
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), 0);
+  f.k.op = NULL;
+  /* A reply nobody asked for: unusable; and it is still there to read
+     (peek never consumes). */
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), QORB_EPROTO);
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), QORB_EPROTO);
+  assert_int_equal(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT), 5);
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), 0);
+  /* Bytes already in hiredis's reader and not taken: the same. */
+  assert_int_equal(redisReaderFeed(f.c.reader, "+OK\r\n", 5), REDIS_OK);
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), QORB_EPROTO);
+  redisReaderFree(f.c.reader);
+  f.c.reader = redisReaderCreate();
+  /* An earlier failure condemned it. */
+  f.k.broken = 1;
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), QORB_EBROKEN);
+  f.k.gone = 1;
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), QORB_EGONE);
+  f.k.broken = f.k.gone = 0;
+  /* An error on the context: EOF is the server gone. */
+  f.c.err = REDIS_ERR_EOF;
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), QORB_EGONE);
+  f.c.err = 0;
+  /* The server hung up. */
+  close(sv[1]);
+  assert_int_equal(qorb__redis_peek(NULL, &f.k), QORB_EGONE);
+  close(sv[0]);
+  redisReaderFree(f.c.reader);
+  fx_free(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_connect_default),
@@ -373,6 +523,9 @@ int main(void) {
       cmocka_unit_test(test_out_of_step),
       cmocka_unit_test(test_reset_skips_pubsub),
       cmocka_unit_test(test_fail),
+      cmocka_unit_test(test_recycle_flags),
+      cmocka_unit_test(test_gone_replies),
+      cmocka_unit_test(test_peek),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
