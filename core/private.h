@@ -131,6 +131,7 @@ struct qorb_claim {
   ev_io watch;                 /* the idle socket (connector's idle_fd) */
   ev_timer rewatch;            /* watch again once a claimant let it go */
   int watching;                /* `watch` is started */
+  int watch_fd;                /* our duplicate of the connector's socket */
   ev_tstamp checked_at;        /* last health check passed (or connect) */
   qorb__list_t blink;          /* backend's slot list [mu] */
   qorb__list_t plink;          /* pool->released [mu] or pool->done_ops */

@@ -15,6 +15,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "private.h"
 
@@ -97,6 +99,11 @@ static void slot_health_timer(qorb_claim_t *s) {
  * system calls); the claimant's own traffic then wakes the watch once, and
  * the loop stops it and looks again every QORB__REWATCH_MS until the slot
  * is idle again (a clean release stores IDLE without the loop).
+ *
+ * The loop watches a duplicate of the connector's socket, made once per
+ * connection: a claimant's library may close its own descriptor when the
+ * connection fails under it (libpq does), and the watch must never see
+ * that number closed under it, or reused by another socket.
  */
 #define QORB__REWATCH_MS 100
 
@@ -108,11 +115,28 @@ static void slot_watch_stop(qorb_claim_t *s) {
   ev_timer_stop(s->pool->loop, &s->rewatch);
 }
 
-/* The socket to watch, asked while the loop still owns the connection. */
+/* Stop watching and drop the duplicate (the connection is closing). */
+static void slot_watch_drop(qorb_claim_t *s) {
+  slot_watch_stop(s);
+  if (s->watch_fd >= 0) {
+    close(s->watch_fd);
+    s->watch_fd = -1;
+  }
+}
+
+/*
+ * The descriptor to watch (our duplicate of the connector's socket), made
+ * while the loop still owns the connection; -1: not watched.
+ */
 static int slot_watch_fd(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
+  int fd;
+  if (s->watch_fd >= 0) return s->watch_fd;
   if (p->cops->idle_fd == NULL || s->conn == NULL) return -1;
-  return p->cops->idle_fd(p->cctx, s->conn);
+  fd = p->cops->idle_fd(p->cctx, s->conn);
+  if (fd < 0) return -1;
+  s->watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return s->watch_fd;
 }
 
 static void slot_watch_start(qorb_claim_t *s, int fd) {
@@ -221,7 +245,7 @@ static void slot_close_conn(qorb_claim_t *s) {
   if (s->op == QORB__OP_CONNECT && s->backend->nconnecting > 0)
     s->backend->nconnecting--;
   s->op = QORB__OP_NONE;
-  slot_watch_stop(s); /* before the connector closes the socket */
+  slot_watch_drop(s);
   if (s->conn != NULL) {
     p->cops->close(p->cctx, s->conn);
     s->conn = NULL;
@@ -750,6 +774,7 @@ void qorb__slots_init(qorb_pool_t *p) {
     ev_timer_init(&s->timer, slot_timer_cb, 0., 0.);
     ev_timer_init(&s->life, slot_life_cb, 0., 0.);
     ev_io_init(&s->watch, slot_watch_cb, -1, EV_READ);
+    s->watch_fd = -1;
     ev_timer_init(&s->rewatch, slot_rewatch_cb, 0., 0.);
     qorb__list_init(&s->blink);
     qorb__list_init(&s->plink);
