@@ -42,7 +42,7 @@
 #
 # Variables set by the top level that connector authors may use:
 #   QORB_SOVERSION, PROJECT_VERSION, QORB_WITH_PROBES, and the imported
-#   targets PkgConfig::PQ, PkgConfig::HIREDIS,
+#   targets PkgConfig::PQ, PkgConfig::HIREDIS, PkgConfig::CARES,
 #   PkgConfig::CMOCKA (each defined only when found), Libev::Libev,
 #   Threads::Threads.
 

@@ -27,4 +27,11 @@ provider qorb {
 	probe slot__set__offline(char *pool, char *backend);
 	probe rebalance__start(char *pool);
 	probe rebalance__done(char *pool, unsigned int slots);
+	/* libqorb-dns (fired without semaphores): the resolver's name, then
+	 * the servers to try, the backends found, an ARES_* status, or the
+	 * set's size before and after. */
+	probe resolve__start(char *name, unsigned int servers);
+	probe resolve__done(char *name, unsigned int found);
+	probe resolve__failed(char *name, int status);
+	probe backends__changed(char *name, unsigned int before, unsigned int after);
 };

@@ -44,7 +44,7 @@ build() {
       -DQORB_SANITIZE="$sanitize" \
       -DQORB_WERROR="$werror" \
       -DQORB_WITH_PROBES=ON \
-      -DQORB_WITH_PG=ON -DQORB_WITH_REDIS=ON \
+      -DQORB_WITH_PG=ON -DQORB_WITH_REDIS=ON -DQORB_WITH_DNS=ON \
       -DQORB_BUILD_TESTS=ON -DQORB_BUILD_INTEGRATION_TESTS=ON \
       -DQORB_BUILD_BENCH=ON -DQORB_BUILD_EXAMPLES=ON &&
       cmake --build "build/$name" -j2

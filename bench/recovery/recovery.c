@@ -856,10 +856,26 @@ static void analyse(run_t *r, const fault_times_t *ft, const totals_t *t,
   res->ran = 1;
   res->steady_per_s = steady_rate(t, ms_of(r, ft->steady), fault_ms);
   res->recovery_ms = recovery(r, t, ft, res->steady_per_s);
-  res->dead = count(t, K_DEAD, fault_ms, end_ms);
-  res->died_claimed =
-      count(t, K_DEAD, fault_ms > CLAIM_SPAN_MS ? fault_ms - CLAIM_SPAN_MS : 0,
-            fault_ms);
+  {
+    /*
+     * Dead connections are binned at their claim. Those claimed before the
+     * first death was seen (by any client: its query failing) died under
+     * their claimants, or were dying as they were claimed; those claimed
+     * after it were handed out while the death could be known.
+     */
+    uint64_t seen_ns = 0, seen_ms;
+    for (i = 0; i < CLIENTS; i++) {
+      uint64_t f = r->clients[i].first_ns[K_DEAD];
+      if (f != 0 && f >= ft->fault && (seen_ns == 0 || f < seen_ns))
+        seen_ns = f;
+    }
+    seen_ms = seen_ns ? ms_of(r, seen_ns) : end_ms;
+    if (seen_ms < fault_ms) seen_ms = fault_ms;
+    res->died_claimed = count(
+        t, K_DEAD, fault_ms > CLAIM_SPAN_MS ? fault_ms - CLAIM_SPAN_MS : 0,
+        seen_ms + 1);
+    res->dead = seen_ms + 1 < end_ms ? count(t, K_DEAD, seen_ms + 1, end_ms) : 0;
+  }
   res->claim_failed = count(t, K_CLAIM_FAILED, fault_ms, end_ms);
   /* Attempts that ended (connected or failed) while the server was down:
      the deltas of the backend's connects and failures between the fault
