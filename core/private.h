@@ -7,6 +7,8 @@
  *                queue of waiting claims, the hand-off, release
  *   slot.c       the slot state machine, its timers, and the connector's
  *                face (qorb_op_*): a qorb_op_t is a slot
+ *   health.c     health checks, one death warning its siblings, and the idle
+ *                watch (the loop watches idle connections' sockets)
  *   backend.c    slot sets: the failure window, online/offline,
  *                qorb_resolver_update() (the resolver's face)
  *   rebalance.c  targets per backend, shrink and grow, the claim scan order
@@ -340,12 +342,51 @@ void qorb__slot_unbind(qorb_claim_t *s);
 void qorb__slot_set_state(qorb_claim_t *s, int to);
 /* CAS `from` -> `to`, firing slot-state-change; 1 if it was done. */
 int qorb__slot_cas_state(qorb_claim_t *s, int from, int to);
-/* Check `b`'s idle connections now (one of them died). */
-void qorb__backend_warn(struct qorb__backend *b, const qorb_claim_t *except);
 /* A slot the releaser handed to the loop (pool->released). */
 void qorb__slot_released(qorb_claim_t *s);
 /* The op in flight finished (pool->done_ops). */
 void qorb__slot_op_finished(qorb_claim_t *s);
+
+/* How bad a failure is: a broken release (says nothing of the backend), an
+   idle connection that died (counted; replaced at once), an op's, a
+   connect's. */
+enum { QORB__FAIL_BROKEN = 0, QORB__FAIL_IDLE, QORB__FAIL_OP, QORB__FAIL_CONNECT };
+/* Close the connection; reconnect after a backoff, or free the slot. */
+void qorb__slot_failed(qorb_claim_t *s, int kind);
+/* Unbind, then let rebalancing and closing catch up. */
+void qorb__slot_free(qorb_claim_t *s);
+/* (Re)arm the slot's one timer. */
+void qorb__slot_timer_start(qorb_claim_t *s, unsigned delay_ms);
+/* Start an op in `state`; a slot whose op cannot start has failed. */
+void qorb__slot_start_op(qorb_claim_t *s, int op, int state,
+                         unsigned timeout_ms);
+/* Has `b` a connected slot that is not retiring? */
+int qorb__backend_has_fresh(struct qorb__backend *b);
+
+/* ---------------------------------------------------------------------- */
+/* health.c: health checks, deaths, the idle watch (loop)                  */
+
+/* Arm the timer for the next health check (due after the last one). */
+void qorb__slot_health_timer(qorb_claim_t *s);
+/* The slot timer of an IDLE slot: retire tick or health check. */
+void qorb__slot_idle_tick(qorb_claim_t *s);
+/* Check a slot just taken from IDLE to CHECKING (round trip, else peek). */
+void qorb__slot_check_now(qorb_claim_t *s);
+/* An idle connection the watch (or a peek) found dead: close, replace. */
+void qorb__slot_idle_died(qorb_claim_t *s, int rc);
+/* Check `b`'s idle connections now (one of them died). */
+void qorb__backend_warn(struct qorb__backend *b, const qorb_claim_t *except);
+
+void qorb__watch_init(qorb_claim_t *s);
+/* Our duplicate of the connector's socket (made now if need be), or -1. */
+int qorb__watch_fd(qorb_claim_t *s);
+/* Watch `fd` (from qorb__watch_fd) for readiness; -1 stops the watch. */
+void qorb__watch_start(qorb_claim_t *s, int fd);
+void qorb__watch_stop(qorb_claim_t *s);
+/* Stop and close the duplicate: the connection is closing. */
+void qorb__watch_drop(qorb_claim_t *s);
+/* Look again shortly: a claimant holds the slot. */
+void qorb__watch_later(qorb_claim_t *s);
 
 /* ---------------------------------------------------------------------- */
 /* backend.c: slot sets (loop)                                             */

@@ -7,7 +7,8 @@
  *
  * Each slot has two timers: `timer`, for whatever its state waits on (op
  * timeout, backoff, health interval, the retire tick), and `life`, its
- * max_lifetime. Rebalancing is asked for, never run from here
+ * max_lifetime. Health checks, deaths of idle connections and the idle
+ * watch are in health.c. Rebalancing is asked for, never run from here
  * (qorb__want_rebalance): it runs at the end of the wake pass, so slots sit
  * below rebalancing and never re-enter it.
  */
@@ -15,18 +16,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "private.h"
-
-/*
- * How bad a failure is: a broken release (says nothing of the backend), an
- * idle connection that died (counted; replaced at once), an op's failure,
- * a connect's.
- */
-enum { FAIL_BROKEN = 0, FAIL_IDLE, FAIL_OP, FAIL_CONNECT };
-static void slot_failed(qorb_claim_t *s, int kind);
 
 #if defined(QORB_HAVE_PROBES)
 static const char *const state_names[] = {
@@ -57,154 +48,10 @@ int qorb__slot_cas_state(qorb_claim_t *s, int from, int to) {
   return 1;
 }
 
-static void slot_timer_start(qorb_claim_t *s, unsigned delay_ms) {
+void qorb__slot_timer_start(qorb_claim_t *s, unsigned delay_ms) {
   ev_timer_stop(s->pool->loop, &s->timer);
   ev_timer_set(&s->timer, qorb__ms(delay_ms), 0.);
   ev_timer_start(s->pool->loop, &s->timer);
-}
-
-/*
- * Arm the timer for the next health check: health_interval_ms after the
- * last one (or the connect). Use does not postpone it: a connection
- * claimed again and again is still checked. One that is due but held by a
- * claimant is looked at again shortly (a clean release goes back to idle
- * without the loop).
- */
-#define QORB__CHECK_RETRY_MS 100
-static void slot_health_timer(qorb_claim_t *s) {
-  qorb_pool_t *p = s->pool;
-  ev_tstamp due = s->checked_at + qorb__ms(p->policy.health_interval_ms);
-  ev_tstamp left = due - ev_now(p->loop);
-  ev_tstamp retry = qorb__ms(p->policy.health_interval_ms < QORB__CHECK_RETRY_MS
-                                 ? p->policy.health_interval_ms
-                                 : QORB__CHECK_RETRY_MS);
-  int st = qorb__slot_state(s);
-  if (left < 0) left = 0;
-  if (left < retry && (st == QORB__S_CLAIMED || st == QORB__S_RELEASED))
-    left = retry;
-  ev_timer_stop(p->loop, &s->timer);
-  ev_timer_set(&s->timer, left, 0.);
-  ev_timer_start(p->loop, &s->timer);
-}
-
-/* ---------------------------------------------------------------------- */
-/* The idle watch (qorb__slot_watch: slot_watch_start/stop/cb)             */
-
-/*
- * While the pool owns an idle connection, the loop watches its socket
- * (the connector's idle_fd): readable or hung up with nobody holding it
- * means the server closed it or sent something unsolicited. The watch is
- * started whenever the loop makes the slot IDLE. A claimant's CAS takes
- * the slot without touching the watch (the fast path stays free of
- * system calls); the claimant's own traffic then wakes the watch once, and
- * the loop stops it and looks again every QORB__REWATCH_MS until the slot
- * is idle again (a clean release stores IDLE without the loop).
- *
- * The loop watches a duplicate of the connector's socket, made once per
- * connection: a claimant's library may close its own descriptor when the
- * connection fails under it (libpq does), and the watch must never see
- * that number closed under it, or reused by another socket.
- */
-#define QORB__REWATCH_MS 100
-
-static void slot_watch_stop(qorb_claim_t *s) {
-  if (s->watching) {
-    ev_io_stop(s->pool->loop, &s->watch);
-    s->watching = 0;
-  }
-  ev_timer_stop(s->pool->loop, &s->rewatch);
-}
-
-/* Stop watching and drop the duplicate (the connection is closing). */
-static void slot_watch_drop(qorb_claim_t *s) {
-  slot_watch_stop(s);
-  if (s->watch_fd >= 0) {
-    close(s->watch_fd);
-    s->watch_fd = -1;
-  }
-}
-
-/*
- * The descriptor to watch (our duplicate of the connector's socket), made
- * while the loop still owns the connection; -1: not watched.
- */
-static int slot_watch_fd(qorb_claim_t *s) {
-  qorb_pool_t *p = s->pool;
-  int fd;
-  if (s->watch_fd >= 0) return s->watch_fd;
-  if (p->cops->idle_fd == NULL || s->conn == NULL) return -1;
-  fd = p->cops->idle_fd(p->cctx, s->conn);
-  if (fd < 0) return -1;
-  s->watch_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  return s->watch_fd;
-}
-
-static void slot_watch_start(qorb_claim_t *s, int fd) {
-  qorb_pool_t *p = s->pool;
-  if (fd < 0) {
-    slot_watch_stop(s);
-    return;
-  }
-  if (s->watching && s->watch.fd == fd) return;
-  slot_watch_stop(s);
-  ev_io_set(&s->watch, fd, EV_READ);
-  ev_io_start(p->loop, &s->watch);
-  s->watching = 1;
-}
-
-/* Look again once the claimant has let the slot go. */
-static void slot_rewatch_later(qorb_claim_t *s) {
-  if (s->pool->cops->idle_fd == NULL) return;
-  ev_timer_stop(s->pool->loop, &s->rewatch);
-  ev_timer_set(&s->rewatch, qorb__ms(QORB__REWATCH_MS), 0.);
-  ev_timer_start(s->pool->loop, &s->rewatch);
-}
-
-static void slot_idle_died(qorb_claim_t *s, int rc);
-
-static void slot_watch_cb(struct ev_loop *loop, ev_io *w, int revents) {
-  qorb_claim_t *s = QORB_CONTAINER_OF(w, qorb_claim_t, watch);
-  qorb_pool_t *p = s->pool;
-  int rc;
-  (void)loop;
-  (void)revents;
-  slot_watch_stop(s);
-  /* A claimant that took the slot first simply has it. */
-  if (!qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
-    if (qorb__slot_state(s) == QORB__S_CLAIMED) slot_rewatch_later(s);
-    return;
-  }
-  rc = p->cops->peek != NULL ? p->cops->peek(p->cctx, s->conn) : QORB_ECLOSED;
-  if (rc == 0) {
-    int fd = slot_watch_fd(s);
-    qorb__slot_set_state(s, QORB__S_IDLE);
-    slot_watch_start(s, fd);
-    return;
-  }
-  slot_idle_died(s, rc);
-}
-
-static void slot_rewatch_cb(struct ev_loop *loop, ev_timer *t, int revents) {
-  qorb_claim_t *s = QORB_CONTAINER_OF(t, qorb_claim_t, rewatch);
-  (void)revents;
-  ev_timer_stop(loop, t);
-  switch (qorb__slot_state(s)) {
-  case QORB__S_IDLE:
-    /* Take the slot for the moment it takes to ask for the socket. */
-    if (qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
-      int fd = slot_watch_fd(s);
-      qorb__slot_set_state(s, QORB__S_IDLE);
-      slot_watch_start(s, fd);
-    } else {
-      slot_rewatch_later(s);
-    }
-    return;
-  case QORB__S_CLAIMED:
-    slot_rewatch_later(s);
-    return;
-  default:
-    return; /* the loop has it: it watches again when it makes it IDLE */
-  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -245,7 +92,7 @@ static void slot_close_conn(qorb_claim_t *s) {
   if (s->op == QORB__OP_CONNECT && s->backend->nconnecting > 0)
     s->backend->nconnecting--;
   s->op = QORB__OP_NONE;
-  slot_watch_drop(s);
+  qorb__watch_drop(s);
   if (s->conn != NULL) {
     p->cops->close(p->cctx, s->conn);
     s->conn = NULL;
@@ -284,7 +131,7 @@ void qorb__slot_unbind(qorb_claim_t *s) {
 }
 
 /* Unbind `s`, then let rebalancing and closing catch up. */
-static void slot_free(qorb_claim_t *s) {
+void qorb__slot_free(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   qorb__slot_unbind(s);
   qorb__want_rebalance(p);
@@ -295,7 +142,7 @@ static void slot_free(qorb_claim_t *s) {
 /* Connected, idle, retiring                                               */
 
 /* Has `b` a connected slot that is not retiring (a ready replacement)? */
-static int backend_has_fresh(struct qorb__backend *b) {
+int qorb__backend_has_fresh(struct qorb__backend *b) {
   qorb__list_t *it;
   for (it = b->slots.next; it != &b->slots; it = it->next) {
     qorb_claim_t *x = QORB_CONTAINER_OF(it, qorb_claim_t, blink);
@@ -312,7 +159,7 @@ static int backend_has_fresh(struct qorb__backend *b) {
 static int slot_excess(qorb_claim_t *s) {
   struct qorb__backend *b = s->backend;
   if (s->pool->closing_loop || b->removed) return 1;
-  if (s->retiring) return backend_has_fresh(b);
+  if (s->retiring) return qorb__backend_has_fresh(b);
   return b->nslots - b->nretiring > b->target;
 }
 
@@ -322,9 +169,9 @@ static int start_op(qorb_claim_t *s, int op, int state, unsigned timeout_ms) {
   int rc;
   s->op = op;
   s->op_status = 0;
-  slot_watch_stop(s);
+  qorb__watch_stop(s);
   qorb__slot_set_state(s, state);
-  slot_timer_start(s, timeout_ms);
+  qorb__slot_timer_start(s, timeout_ms);
   switch (op) {
   case QORB__OP_CHECK:
     QORB_PROBE(HEALTH_CHECK_START, p->name, (uint64_t)s->index,
@@ -350,32 +197,10 @@ static int start_op(qorb_claim_t *s, int op, int state, unsigned timeout_ms) {
 }
 
 /* Start `op`; if it cannot even start, the slot has failed. */
-static void slot_start_op(qorb_claim_t *s, int op, int state,
-                          unsigned timeout_ms) {
-  if (start_op(s, op, state, timeout_ms) < 0) slot_failed(s, FAIL_OP);
-}
-
-/*
- * Check a slot the loop has just taken from IDLE to CHECKING: a health
- * check round trip, or where the connector has none, a look (peek).
- */
-static void slot_check_now(qorb_claim_t *s) {
-  qorb_pool_t *p = s->pool;
-  int rc, fd;
-  if (p->cops->check != NULL) {
-    slot_start_op(s, QORB__OP_CHECK, QORB__S_CHECKING,
-                  p->policy.health_check_timeout_ms);
-    return;
-  }
-  slot_watch_stop(s);
-  rc = p->cops->peek != NULL ? p->cops->peek(p->cctx, s->conn) : 0;
-  if (rc < 0) {
-    slot_idle_died(s, rc);
-    return;
-  }
-  fd = slot_watch_fd(s);
-  qorb__slot_set_state(s, QORB__S_IDLE);
-  slot_watch_start(s, fd);
+void qorb__slot_start_op(qorb_claim_t *s, int op, int state,
+                         unsigned timeout_ms) {
+  if (start_op(s, op, state, timeout_ms) < 0)
+    qorb__slot_failed(s, QORB__FAIL_OP);
 }
 
 /* Close one retiring idle slot of `b` now that a replacement is ready. */
@@ -401,9 +226,9 @@ static void slot_offer(qorb_claim_t *s) {
 
   s->op = QORB__OP_NONE;
   if (s->retiring)
-    slot_timer_start(s, p->policy.rebalance_interval_ms);
+    qorb__slot_timer_start(s, p->policy.rebalance_interval_ms);
   else if (p->policy.health_interval_ms > 0 && p->cops->check != NULL)
-    slot_health_timer(s);
+    qorb__slot_health_timer(s);
   else
     ev_timer_stop(p->loop, &s->timer);
   replacement = !s->retiring && s->backend->nretiring > 0;
@@ -411,15 +236,15 @@ static void slot_offer(qorb_claim_t *s) {
   if (p->policy.validate_idle_ms > 0)
     atomic_store_explicit(&s->idle_since_ms, qorb__coarse_ms(), RELAXED);
   /* Asked before IDLE is published: a claimant may take it at once. */
-  fd = slot_watch_fd(s);
+  fd = qorb__watch_fd(s);
   pthread_mutex_lock(&p->mu);
   r = qorb__offer_locked(p, s, qorb__slot_state(s));
   if (r == QORB__OFFER_KEPT) qorb__slot_set_state(s, QORB__S_IDLE);
   qorb__pool_unlock(p);
   if (r == QORB__OFFER_KEPT)
-    slot_watch_start(s, fd);
+    qorb__watch_start(s, fd);
   else
-    slot_rewatch_later(s);
+    qorb__watch_later(s);
   if (r == QORB__OFFER_ASYNC) qorb__pool_kick(p);
   if (replacement) backend_retire_one(s->backend);
 }
@@ -428,11 +253,11 @@ static void slot_offer(qorb_claim_t *s) {
 static void slot_ready(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   if (slot_excess(s)) {
-    slot_free(s);
+    qorb__slot_free(s);
     return;
   }
   if (p->cops->prepare != NULL) {
-    slot_start_op(s, QORB__OP_PREPARE, QORB__S_PREPARING,
+    qorb__slot_start_op(s, QORB__OP_PREPARE, QORB__S_PREPARING,
                   p->policy.acquire_timeout_ms);
     return;
   }
@@ -446,27 +271,27 @@ static void slot_ready(qorb_claim_t *s) {
  * An op or a connect failed, or a check said the connection is bad: close
  * it and reconnect after a backoff (or free the slot if it is not wanted).
  */
-static void slot_failed(qorb_claim_t *s, int kind) {
+void qorb__slot_failed(qorb_claim_t *s, int kind) {
   qorb_pool_t *p = s->pool;
   struct qorb__backend *b = s->backend;
   unsigned delay;
   slot_close_conn(s);
   ev_timer_stop(p->loop, &s->timer);
   ev_timer_stop(p->loop, &s->life);
-  if (kind != FAIL_BROKEN) qorb__backend_failure(p, b);
+  if (kind != QORB__FAIL_BROKEN) qorb__backend_failure(p, b);
   /*
    * Only a failed connect says the backend is unreachable. A connection
    * that failed a check is replaced; the backend is judged by that attempt.
    */
-  if (kind == FAIL_CONNECT && b->nconnected == 0 && !b->failed) {
+  if (kind == QORB__FAIL_CONNECT && b->nconnected == 0 && !b->failed) {
     b->failed = 1;
     qorb__pool_publish(p);
   }
   if (slot_excess(s)) {
-    slot_free(s);
+    qorb__slot_free(s);
     return;
   }
-  if (kind == FAIL_BROKEN || kind == FAIL_IDLE) {
+  if (kind == QORB__FAIL_BROKEN || kind == QORB__FAIL_IDLE) {
     /* Replace it at once: the backend may well be there (a killed session). */
     s->backoff_ms = 0;
     qorb__slot_set_state(s, QORB__S_BACKOFF);
@@ -483,7 +308,7 @@ static void slot_failed(qorb_claim_t *s, int kind) {
   if (p->policy.backoff_spread_ms > 0)
     delay += (unsigned)(qorb__rng_next(p) % p->policy.backoff_spread_ms);
   qorb__slot_set_state(s, QORB__S_BACKOFF);
-  slot_timer_start(s, delay);
+  qorb__slot_timer_start(s, delay);
   qorb__want_rebalance(p);
 }
 
@@ -496,14 +321,14 @@ void qorb__slot_connect(qorb_claim_t *s) {
   if (b->nconnecting >= p->policy.max_connecting_per_backend) {
     /* Too many attempts in flight to this backend: try again shortly. */
     qorb__slot_set_state(s, QORB__S_BACKOFF);
-    slot_timer_start(s, p->policy.min_backoff_ms);
+    qorb__slot_timer_start(s, p->policy.min_backoff_ms);
     return;
   }
   b->nconnecting++;
   s->op = QORB__OP_CONNECT;
   s->op_status = 0;
   qorb__slot_set_state(s, QORB__S_CONNECTING);
-  slot_timer_start(s, p->policy.connect_timeout_ms);
+  qorb__slot_timer_start(s, p->policy.connect_timeout_ms);
   QORB_PROBE(CONNECT_START, p->name, (uint64_t)s->index, b->addr.text);
   s->err_set = 0;
   rc = p->cops->connect(p->cctx, (qorb_op_t *)s, &b->addr, &conn);
@@ -513,7 +338,7 @@ void qorb__slot_connect(qorb_claim_t *s) {
       qorb_op_set_error((qorb_op_t *)s, "connect to %s: %s", b->addr.text,
                         qorb_strerror(rc));
     QORB_PROBE(CONNECT_FAILED, p->name, (uint64_t)s->index, b->addr.text, rc);
-    slot_failed(s, FAIL_CONNECT);
+    qorb__slot_failed(s, QORB__FAIL_CONNECT);
     return;
   }
   s->conn = conn;
@@ -558,7 +383,7 @@ static void slot_op_failed(qorb_claim_t *s, int op, int status) {
   switch (op) {
   case QORB__OP_CONNECT:
     QORB_PROBE(CONNECT_FAILED, p->name, (uint64_t)s->index, addr, status);
-    slot_failed(s, FAIL_CONNECT);
+    qorb__slot_failed(s, QORB__FAIL_CONNECT);
     return;
   case QORB__OP_CHECK:
     QORB_PROBE(HEALTH_CHECK_FAILED, p->name, (uint64_t)s->index, addr, status);
@@ -574,39 +399,11 @@ static void slot_op_failed(qorb_claim_t *s, int op, int status) {
   (void)addr;
   if (status == QORB_EGONE) {
     struct qorb__backend *b = s->backend;
-    slot_failed(s, FAIL_OP);
+    qorb__slot_failed(s, QORB__FAIL_OP);
     qorb__backend_warn(b, NULL);
     return;
   }
-  slot_failed(s, FAIL_OP);
-}
-
-/*
- * An idle connection that the server closed, or that received something
- * unsolicited (the connector's peek said so): close it and replace it at
- * once, and have its siblings checked, since the backend may have gone.
- */
-static void slot_idle_died(qorb_claim_t *s, int rc) {
-  qorb_pool_t *p = s->pool;
-  struct qorb__backend *b = s->backend;
-  qorb_op_set_error((qorb_op_t *)s, "idle connection to %s: %s", b->addr.text,
-                    qorb_strerror(rc));
-  QORB_PROBE(HEALTH_CHECK_FAILED, p->name, (uint64_t)s->index, b->addr.text,
-             rc);
-  slot_failed(s, FAIL_IDLE);
-  qorb__backend_warn(b, NULL);
-}
-
-void qorb__backend_warn(struct qorb__backend *b, const qorb_claim_t *except) {
-  qorb__list_t *it, *next;
-  if (b->removed) return; /* its idle slots are closing anyway */
-  for (it = b->slots.next; it != &b->slots; it = next) {
-    qorb_claim_t *x = QORB_CONTAINER_OF(it, qorb_claim_t, blink);
-    next = it->next;
-    if (x == except) continue;
-    if (!qorb__slot_cas_state(x, QORB__S_IDLE, QORB__S_CHECKING)) continue;
-    slot_check_now(x);
-  }
+  qorb__slot_failed(s, QORB__FAIL_OP);
 }
 
 void qorb__slot_op_finished(qorb_claim_t *s) {
@@ -629,7 +426,7 @@ void qorb__slot_op_finished(qorb_claim_t *s) {
                s->backend->addr.text);
     s->checked_at = ev_now(p->loop);
     if (slot_excess(s)) {
-      slot_free(s);
+      qorb__slot_free(s);
       return;
     }
     slot_offer(s);
@@ -652,20 +449,20 @@ void qorb__slot_released(qorb_claim_t *s) {
   if (s->release_broken) {
     struct qorb__backend *b = s->backend;
     if (p->closing_loop || b->removed || s->retiring) {
-      slot_free(s);
+      qorb__slot_free(s);
       return;
     }
     /* One death warns its siblings: check the backend's idle ones now. */
-    slot_failed(s, FAIL_BROKEN);
+    qorb__slot_failed(s, QORB__FAIL_BROKEN);
     qorb__backend_warn(b, NULL);
     return;
   }
   if (slot_excess(s)) {
-    slot_free(s);
+    qorb__slot_free(s);
     return;
   }
   if (p->cops->recycle != NULL) {
-    slot_start_op(s, QORB__OP_RECYCLE, QORB__S_RECYCLING,
+    qorb__slot_start_op(s, QORB__OP_RECYCLE, QORB__S_RECYCLING,
                   p->policy.recycle_timeout_ms);
     return;
   }
@@ -685,29 +482,6 @@ static const char *op_name(int op) {
   }
 }
 
-/* The timer of an IDLE slot: retire tick or health check. */
-static void slot_idle_tick(qorb_claim_t *s) {
-  qorb_pool_t *p = s->pool;
-  if (s->retiring && backend_has_fresh(s->backend)) {
-    if (qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CLOSING))
-      slot_free(s);
-    else
-      slot_timer_start(s, p->policy.rebalance_interval_ms);
-    return;
-  }
-  if (p->cops->check == NULL || p->policy.health_interval_ms == 0) {
-    /* No health checks: only a retiring slot needs this timer. */
-    if (s->retiring) slot_timer_start(s, p->policy.rebalance_interval_ms);
-    return;
-  }
-  /* Health check, if nobody claims it first. */
-  if (!qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
-    slot_health_timer(s);
-    return;
-  }
-  slot_check_now(s);
-}
-
 static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   qorb_claim_t *s = QORB_CONTAINER_OF(t, qorb_claim_t, timer);
   qorb_pool_t *p = s->pool;
@@ -718,7 +492,7 @@ static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   switch (st) {
   case QORB__S_BACKOFF:
     if (slot_excess(s)) {
-      slot_free(s);
+      qorb__slot_free(s);
       return;
     }
     qorb__slot_connect(s);
@@ -733,11 +507,11 @@ static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
     slot_op_failed(s, op, QORB_ETIMEDOUT);
     return;
   case QORB__S_IDLE:
-    slot_idle_tick(s);
+    qorb__slot_idle_tick(s);
     return;
   case QORB__S_CLAIMED:
   case QORB__S_RELEASED:
-    if (p->policy.health_interval_ms > 0) slot_health_timer(s);
+    if (p->policy.health_interval_ms > 0) qorb__slot_health_timer(s);
     return;
   default:
     return;
@@ -773,9 +547,7 @@ void qorb__slots_init(qorb_pool_t *p) {
     s->index = i;
     ev_timer_init(&s->timer, slot_timer_cb, 0., 0.);
     ev_timer_init(&s->life, slot_life_cb, 0., 0.);
-    ev_io_init(&s->watch, slot_watch_cb, -1, EV_READ);
-    s->watch_fd = -1;
-    ev_timer_init(&s->rewatch, slot_rewatch_cb, 0., 0.);
+    qorb__watch_init(s);
     qorb__list_init(&s->blink);
     qorb__list_init(&s->plink);
     atomic_store_explicit(&p->order[i], UINT32_MAX, RELAXED);

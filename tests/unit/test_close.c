@@ -274,10 +274,12 @@ static void test_close_everything(void **state) {
   /* Room for one more waiter whatever the state: a queued async claim. */
   (void)fx_claim_async(&fx, &waiter, 10000);
   fx_close_begin(&fx);
-  PUMP_UNTIL(fx.loop, fake_connector_open(fx.fc, NULL) == 2, 2000);
+  /* The waiter may have been served just before the close: it then holds
+     a third connection until it releases it. */
   PUMP_UNTIL(fx.loop, atomic_load(&waiter.calls) == 1, 2000);
   if (waiter.status == 0) claim_rec_release(&waiter);
   else assert_int_equal(waiter.status, QORB_ESHUTDOWN);
+  PUMP_UNTIL(fx.loop, fake_connector_open(fx.fc, NULL) == 2, 2000);
   assert_int_equal(atomic_load(&fx.close_calls), 0);
   for (i = 0; i < 2; i++) fx_release(held[i]);
   fx_close_wait(&fx);
