@@ -38,13 +38,22 @@
 
 /*
  * The slot this thread used last: tried first, so a thread tends to keep
- * one slot's cache lines to itself. initial-exec keeps the access a plain
- * %fs-relative load inside libqorb.so too.
+ * one slot's cache lines to itself, as long as the pool's scan order has
+ * not changed since (a new order, say a backend ranked down, outranks the
+ * habit). initial-exec keeps the access a plain %fs-relative load inside
+ * libqorb.so too.
  */
 static _Thread_local struct {
   const qorb_pool_t *pool;
   unsigned idx;
+  unsigned epoch;
 } tl_hint __attribute__((tls_model("initial-exec")));
+
+static void hint_set(qorb_pool_t *p, unsigned idx) {
+  tl_hint.pool = p;
+  tl_hint.idx = idx;
+  tl_hint.epoch = atomic_load_explicit(&p->order_epoch, RELAXED);
+}
 
 _Thread_local const qorb_pool_t *qorb__tl_own_pool
     __attribute__((tls_model("initial-exec")));
@@ -66,7 +75,8 @@ static qorb_claim_t *grab_idle(qorb_pool_t *p) {
   qorb_claim_t *s;
   int idle;
 
-  if (tl_hint.pool == p && tl_hint.idx < n) {
+  if (tl_hint.pool == p && tl_hint.idx < n &&
+      tl_hint.epoch == atomic_load_explicit(&p->order_epoch, RELAXED)) {
     s = &p->slots[tl_hint.idx];
     idle = QORB__S_IDLE;
     if (atomic_load_explicit(&s->state, RELAXED) == QORB__S_IDLE &&
@@ -86,8 +96,7 @@ static qorb_claim_t *grab_idle(qorb_pool_t *p) {
                                                 QORB__S_CLAIMED,
                                                 memory_order_acquire,
                                                 RELAXED)) {
-      tl_hint.pool = p;
-      tl_hint.idx = idx;
+      hint_set(p, idx);
       return s;
     }
   }
@@ -576,8 +585,7 @@ static int release_impl(qorb_claim_t *h, int broken) {
   if (!broken && r == 0 &&
       !(atomic_load_explicit(&s->flags, RELAXED) & QORB__F_RETIRE) &&
       !atomic_load_explicit(&p->closing, RELAXED)) {
-    tl_hint.pool = p;
-    tl_hint.idx = s->index;
+    hint_set(p, s->index);
     if (p->policy.validate_idle_ms > 0)
       atomic_store_explicit(&s->idle_since_ms, qorb__coarse_ms(), RELAXED);
     /* A CAS, not a store: of two racing releases of one claim, one wins. */

@@ -242,6 +242,10 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   p->cops = &connector->ops;
   p->cctx = connector->ctx;
   p->rng = (qorb__now_ns() ^ (uint64_t)(uintptr_t)p) | 1;
+  /* Not 0: a thread's hint from an earlier pool at this address must not
+     match. */
+  atomic_store_explicit(&p->order_epoch, (unsigned)(p->rng >> 17) | 1u,
+                        RELAXED);
 
   if (loop == NULL) {
     loop = ev_loop_new(EVFLAG_AUTO);

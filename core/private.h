@@ -205,6 +205,7 @@ struct qorb_pool {
   qorb_claim_t *slots;
   unsigned cap;
   _Atomic uint32_t *order;       /* [any] scan order, best backends first */
+  _Atomic unsigned order_epoch;  /* [any] bumped when `order` changes */
   _Atomic unsigned nwaiters;     /* [any] queued claims */
   _Atomic int closing;           /* [any] */
   _Atomic int all_failed;        /* [any] every known backend has failed */

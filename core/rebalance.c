@@ -142,6 +142,12 @@ static void pool_set_targets(qorb_pool_t *p, struct qorb__backend **share,
     if (share[k]->nconnected == 0 && share[k]->target > 1) share[k]->target = 1;
 }
 
+static void order_set(qorb_pool_t *p, unsigned n, uint32_t idx, int *changed) {
+  if (atomic_load_explicit(&p->order[n], RELAXED) == idx) return;
+  atomic_store_explicit(&p->order[n], idx, RELAXED);
+  *changed = 1;
+}
+
 void qorb__rebalance(qorb_pool_t *p) {
   struct qorb__backend *on[QORB__MAX_BACKENDS], *off[QORB__MAX_BACKENDS], *b;
   qorb__list_t *it, *next;
@@ -170,13 +176,13 @@ void qorb__rebalance(qorb_pool_t *p) {
   /* Publish the claim scan order: best-ranked backends' slots first. */
   {
     unsigned n = 0;
+    int changed = 0;
     pthread_mutex_lock(&p->mu);
     for (i = 0; i < non + noff; i++) {
       b = i < non ? on[i] : off[i - non];
-      for (it = b->slots.next; it != &b->slots && n < p->cap; it = it->next) {
-        qorb_claim_t *s = QORB_CONTAINER_OF(it, qorb_claim_t, blink);
-        atomic_store_explicit(&p->order[n++], s->index, RELAXED);
-      }
+      for (it = b->slots.next; it != &b->slots && n < p->cap; it = it->next)
+        order_set(p, n++, QORB_CONTAINER_OF(it, qorb_claim_t, blink)->index,
+                  &changed);
     }
     /* Slots of removed backends go last (they are draining). */
     for (it = p->backends.next; it != &p->backends; it = it->next) {
@@ -184,11 +190,12 @@ void qorb__rebalance(qorb_pool_t *p) {
       b = QORB_CONTAINER_OF(it, struct qorb__backend, link);
       if (!b->removed) continue;
       for (jt = b->slots.next; jt != &b->slots && n < p->cap; jt = jt->next)
-        atomic_store_explicit(&p->order[n++],
-                              QORB_CONTAINER_OF(jt, qorb_claim_t, blink)->index,
-                              RELAXED);
+        order_set(p, n++, QORB_CONTAINER_OF(jt, qorb_claim_t, blink)->index,
+                  &changed);
     }
-    for (; n < p->cap; n++) atomic_store_explicit(&p->order[n], UINT32_MAX, RELAXED);
+    for (; n < p->cap; n++) order_set(p, n, UINT32_MAX, &changed);
+    /* A new order outranks every thread's remembered slot. */
+    if (changed) atomic_fetch_add_explicit(&p->order_epoch, 1, RELAXED);
     qorb__pool_unlock(p);
   }
   {
