@@ -2,7 +2,9 @@
 /*
  * test_pg_restart.c: fast restarts (pg_ctl restart -m fast) while claims
  * run. With one backend restarting and the other up, no claim fails. With
- * both down, claims fail at once with QORB_ENOTONLINE (not after their
+ * the only backend restarting, claims wait through it (the library's
+ * fail_fast_after_ms) and none fails either. With both down past the
+ * bound, claims fail at once with QORB_ENOTONLINE (not after their
  * timeout) and libpq's text is in the backends' last_error. When a backend
  * comes back, the pool recovers by itself.
  */
@@ -118,6 +120,40 @@ static void test_restart_one_backend(void **state) {
   itest_close(pool);
 }
 
+/* The library's fail-fast bound (10 s), not the tests' quick one. */
+static void tweak_default_fail_fast(qorb_policy_t *p) {
+  qorb_policy_t d;
+  tweak(p);
+  qorb_policy_init(&d);
+  p->fail_fast_after_ms = d.fail_fast_after_ms;
+}
+
+static void test_restart_only_backend(void **state) {
+  qorb_pool_t *pool;
+  load_t l;
+  uint64_t a0, t0;
+  (void)state;
+  pool = pgt_pool(PGT_A, NULL, tweak_default_fail_fast);
+  ITEST_WAIT(itest_online(pool, PGT_A), 10000);
+  load_start(&l, pool);
+  ITEST_WAIT(atomic_load(&l.claims) > 200, 10000);
+  t0 = itest_now_ms();
+  assert_int_equal(pgt_servers("restart a"), 0);
+  a0 = itest_claims(pool, PGT_A);
+  ITEST_WAIT(itest_claims(pool, PGT_A) > a0 + 50, 15000);
+  assert_true(itest_claims(pool, PGT_A) > a0 + 50);
+  fprintf(stderr, "only backend: serving again %llu ms after the restart "
+                  "began\n",
+          (unsigned long long)(itest_now_ms() - t0));
+  load_stop(&l);
+  fprintf(stderr, "claims %d, claim errors %d, query errors %d\n",
+          atomic_load(&l.claims), atomic_load(&l.claim_errors),
+          atomic_load(&l.query_errors));
+  /* Every claim waited out the restart (3 s timeout): none failed. */
+  assert_int_equal(atomic_load(&l.claim_errors), 0);
+  itest_close(pool);
+}
+
 static void test_all_down_then_recover(void **state) {
   qorb_pool_t *pool;
   qorb_claim_t *cl = NULL;
@@ -180,6 +216,7 @@ static void test_all_down_then_recover(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_restart_one_backend, teardown),
+      cmocka_unit_test_teardown(test_restart_only_backend, teardown),
       cmocka_unit_test_teardown(test_all_down_then_recover, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
