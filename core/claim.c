@@ -583,7 +583,8 @@ static int release_impl(qorb_claim_t *h, int broken) {
   QORB_PROBE(HANDLE_RECYCLED, p->name, (uint64_t)s->index,
              s->backend->addr.text, broken || r < 0);
   if (!broken && r == 0 &&
-      !(atomic_load_explicit(&s->flags, RELAXED) & QORB__F_RETIRE) &&
+      !(atomic_load_explicit(&s->flags, RELAXED) &
+        (QORB__F_RETIRE | QORB__F_SUSPECT)) &&
       !atomic_load_explicit(&p->closing, RELAXED)) {
     hint_set(p, s->index);
     if (p->policy.validate_idle_ms > 0)

@@ -94,9 +94,9 @@ static void watch_cb(struct ev_loop *loop, ev_io *w, int revents) {
   }
   rc = p->cops->peek != NULL ? p->cops->peek(p->cctx, s->conn) : QORB_ECLOSED;
   if (rc == 0) {
-    int fd = qorb__watch_fd(s);
-    qorb__slot_set_state(s, QORB__S_IDLE);
-    qorb__watch_start(s, fd);
+    /* Alive (a NOTIFY, say): idle again, or to a claim that queued while
+       we looked. */
+    qorb__slot_offer(s);
     return;
   }
   qorb__slot_idle_died(s, rc);
@@ -108,14 +108,9 @@ static void rewatch_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   ev_timer_stop(loop, t);
   switch (qorb__slot_state(s)) {
   case QORB__S_IDLE:
-    /* Take the slot for the moment it takes to ask for the socket. */
-    if (qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
-      int fd = qorb__watch_fd(s);
-      qorb__slot_set_state(s, QORB__S_IDLE);
-      qorb__watch_start(s, fd);
-    } else {
-      qorb__watch_later(s);
-    }
+    /* The duplicate was made when the loop owned the connection: watching
+       it asks nothing of the connection a claimant may hold by now. */
+    if (s->watch_fd >= 0) qorb__watch_start(s, s->watch_fd);
     return;
   case QORB__S_CLAIMED:
     qorb__watch_later(s);
@@ -164,7 +159,7 @@ void qorb__slot_health_timer(qorb_claim_t *s) {
  */
 void qorb__slot_check_now(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
-  int rc, fd;
+  int rc;
   if (p->cops->check != NULL) {
     qorb__slot_start_op(s, QORB__OP_CHECK, QORB__S_CHECKING,
                   p->policy.health_check_timeout_ms);
@@ -176,9 +171,7 @@ void qorb__slot_check_now(qorb_claim_t *s) {
     qorb__slot_idle_died(s, rc);
     return;
   }
-  fd = qorb__watch_fd(s);
-  qorb__slot_set_state(s, QORB__S_IDLE);
-  qorb__watch_start(s, fd);
+  qorb__slot_offer(s);
 }
 
 /*
@@ -204,8 +197,13 @@ void qorb__backend_warn(struct qorb__backend *b, const qorb_claim_t *except) {
     qorb_claim_t *x = QORB_CONTAINER_OF(it, qorb_claim_t, blink);
     next = it->next;
     if (x == except) continue;
-    if (!qorb__slot_cas_state(x, QORB__S_IDLE, QORB__S_CHECKING)) continue;
-    qorb__slot_check_now(x);
+    if (qorb__slot_cas_state(x, QORB__S_IDLE, QORB__S_CHECKING)) {
+      qorb__slot_check_now(x);
+      continue;
+    }
+    /* Held by a claimant: looked at when it comes back, before reuse. */
+    if (qorb__slot_state(x) == QORB__S_CLAIMED)
+      atomic_fetch_or(&x->flags, QORB__F_SUSPECT);
   }
 }
 

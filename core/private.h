@@ -101,7 +101,10 @@ enum qorb__op_kind {
 };
 
 /* slot->flags [any] */
-#define QORB__F_RETIRE 1u /* close instead of reuse when released */
+#define QORB__F_RETIRE 1u  /* close instead of reuse when released */
+#define QORB__F_SUSPECT 2u /* a sibling died while this one was claimed:
+                              its release goes through the loop, which
+                              looks at it before anyone else may claim it */
 
 struct qorb__backend;
 
@@ -361,6 +364,8 @@ void qorb__slot_timer_start(qorb_claim_t *s, unsigned delay_ms);
 /* Start an op in `state`; a slot whose op cannot start has failed. */
 void qorb__slot_start_op(qorb_claim_t *s, int op, int state,
                          unsigned timeout_ms);
+/* Connected, clean, nothing left to do: to the head waiter, or IDLE. */
+void qorb__slot_offer(qorb_claim_t *s);
 /* Has `b` a connected slot that is not retiring? */
 int qorb__backend_has_fresh(struct qorb__backend *b);
 

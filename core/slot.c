@@ -220,7 +220,7 @@ static void backend_retire_one(struct qorb__backend *b) {
  * A connected, clean slot with nothing left to do: give it to the head
  * waiter if a claim is queued, else make it IDLE. Arms its next timer.
  */
-static void slot_offer(qorb_claim_t *s) {
+void qorb__slot_offer(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   int r, replacement, fd;
 
@@ -261,7 +261,7 @@ static void slot_ready(qorb_claim_t *s) {
                   p->policy.acquire_timeout_ms);
     return;
   }
-  slot_offer(s);
+  qorb__slot_offer(s);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -429,10 +429,10 @@ void qorb__slot_op_finished(qorb_claim_t *s) {
       qorb__slot_free(s);
       return;
     }
-    slot_offer(s);
+    qorb__slot_offer(s);
     return;
   case QORB__OP_PREPARE:
-    slot_offer(s);
+    qorb__slot_offer(s);
     return;
   case QORB__OP_RECYCLE:
     QORB_PROBE(RECYCLE_DONE, p->name, (uint64_t)s->index,
@@ -446,6 +446,8 @@ void qorb__slot_op_finished(qorb_claim_t *s) {
 
 void qorb__slot_released(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
+  unsigned suspect =
+      atomic_fetch_and(&s->flags, ~QORB__F_SUSPECT) & QORB__F_SUSPECT;
   if (s->release_broken) {
     struct qorb__backend *b = s->backend;
     if (p->closing_loop || b->removed || s->retiring) {
@@ -462,8 +464,14 @@ void qorb__slot_released(qorb_claim_t *s) {
     return;
   }
   if (p->cops->recycle != NULL) {
+    /* A round trip: it also finds a suspect connection dead. */
     qorb__slot_start_op(s, QORB__OP_RECYCLE, QORB__S_RECYCLING,
-                  p->policy.recycle_timeout_ms);
+                        p->policy.recycle_timeout_ms);
+    return;
+  }
+  if (suspect) {
+    qorb__slot_set_state(s, QORB__S_CHECKING);
+    qorb__slot_check_now(s);
     return;
   }
   slot_ready(s);

@@ -5,7 +5,8 @@
  * asked for, is found by the pool loop's watch at once (no health check
  * runs in these tests) and replaced, never handed out; one death has the
  * backend's other idle connections checked; a claim may validate a
- * connection that sat idle too long; a claimant that wins the slot before
+ * connection that sat idle too long; a sibling held by a claimant when one
+ * dies is looked at when it comes back; a claimant that wins the slot before
  * the watch simply has it (many rounds, threads: clean under
  * ThreadSanitizer); claims wait through a short outage and fail early only
  * after fail_fast_after_ms; a stale claim handle is refused.
@@ -124,6 +125,30 @@ static void test_death_warns_siblings(void **state) {
   PUMP_UNTIL(fx.loop, cnt(&b1(&fx)->n.checks) >= checks0 + 2, 3000);
   PUMP_UNTIL(fx.loop, fx_idle(&fx) == 3, 3000);
   claims_avoid(&fx, 3, k);
+  fx_finish(&fx);
+}
+
+/* A sibling claimed when one dies is looked at when it comes back. */
+static void test_claimed_sibling_checked_on_release(void **state) {
+  fx_t fx;
+  qorb_claim_t *c1, *c2;
+  unsigned long checks0;
+  (void)state;
+  start_idle(&fx, FC_NO_RECYCLE | FC_NO_PREPARE, 2);
+  c1 = fx_claim(&fx);
+  c2 = fx_claim(&fx);
+  fx_release_broken(c1);
+  PUMP_UNTIL(fx.loop, cnt(&b1(&fx)->n.closes) == 1, 3000);
+  checks0 = cnt(&b1(&fx)->n.checks);
+  /* A clean release would store IDLE at once; a suspect one is checked. */
+  fx_release(c2);
+  PUMP_UNTIL(fx.loop, cnt(&b1(&fx)->n.checks) == checks0 + 1, 3000);
+  PUMP_UNTIL(fx.loop, fx_idle(&fx) == 2, 3000);
+  /* Only once: the next clean release takes the fast path again. */
+  c2 = fx_claim(&fx);
+  fx_release(c2);
+  pump_for(fx.loop, 30);
+  assert_int_equal(cnt(&b1(&fx)->n.checks), checks0 + 1);
   fx_finish(&fx);
 }
 
@@ -357,6 +382,7 @@ int main(void) {
       cmocka_unit_test(test_unsolicited_data_closes),
       cmocka_unit_test(test_quiet_connections_kept),
       cmocka_unit_test(test_death_warns_siblings),
+      cmocka_unit_test(test_claimed_sibling_checked_on_release),
       cmocka_unit_test(test_all_die_none_handed_out),
       cmocka_unit_test(test_validate_on_claim),
       cmocka_unit_test(test_stale_handle_refused),

@@ -126,9 +126,10 @@ static void test_8_threads_no_double_claim(void **state) {
     unsigned long broken = (unsigned long)(8 * (iters / 20000));
     unsigned long rec = atomic_load(&t->recycles);
     /* Each dirty release was recycled or (when the pool had no use for the
-       slot just then) closed; each broken one closed. Nothing else closed. */
-    assert_true(rec > 0 && rec <= dirty);
-    assert_true(atomic_load(&t->closes) >= broken + (dirty - rec));
+       slot just then) closed; each broken one closed, and made its (at most
+       3) claimed siblings suspect: their next release is recycled too. */
+    assert_true(rec > 0 && rec <= dirty + 3 * broken);
+    assert_true(atomic_load(&t->closes) >= broken);
     assert_int_equal(atomic_load(&t->recycles_failed), 0);
   }
   print_message("8 threads x %ld claim+release: %.2f s, %.0f/s, %ld try hits\n",
