@@ -182,8 +182,13 @@ void qorb__slot_check_now(qorb_claim_t *s) {
 void qorb__slot_idle_died(qorb_claim_t *s, int rc) {
   qorb_pool_t *p = s->pool;
   struct qorb__backend *b = s->backend;
-  qorb_op_set_error((qorb_op_t *)s, "idle connection to %s: %s", b->addr.text,
-                    qorb_strerror(rc));
+  if (rc == QORB_EGONE)
+    qorb_op_set_error((qorb_op_t *)s,
+                      "idle connection to %s closed by the server",
+                      b->addr.text);
+  else
+    qorb_op_set_error((qorb_op_t *)s, "idle connection to %s unusable: %s",
+                      b->addr.text, qorb_strerror(rc));
   QORB_PROBE(HEALTH_CHECK_FAILED, p->name, (uint64_t)s->index, b->addr.text,
              rc);
   qorb__slot_failed(s, QORB__FAIL_IDLE);
