@@ -103,12 +103,18 @@ static qorb_claim_t *grab_idle(qorb_pool_t *p) {
   return NULL;
 }
 
-/* Hand a claimed slot whose connection is dead to the loop, as broken. */
-static void give_back_dead_locked(qorb_pool_t *p, qorb_claim_t *s, int rc) {
-  s->release_broken = rc;
-  atomic_store(&s->state, QORB__S_RELEASED);
+/*
+ * Hand a claimed slot to the loop (recycle, check or close it): CLAIMED ->
+ * RELEASED, a CAS, so that of two racing releases of one claim one wins.
+ * Returns 0, or QORB_EINVAL when the slot was not CLAIMED.
+ */
+static int to_loop_locked(qorb_pool_t *p, qorb_claim_t *s) {
+  int claimed = QORB__S_CLAIMED;
+  if (!atomic_compare_exchange_strong(&s->state, &claimed, QORB__S_RELEASED))
+    return QORB_EINVAL;
   qorb__list_push_back(&p->released, &s->plink);
   ev_async_send(p->loop, &p->wake);
+  return 0;
 }
 
 /*
@@ -120,17 +126,18 @@ static void give_back_dead_locked(qorb_pool_t *p, qorb_claim_t *s, int rc) {
 static qorb_claim_t *grab_valid(qorb_pool_t *p, int locked) {
   qorb_claim_t *s;
   unsigned tries;
-  if (p->policy.validate_idle_ms == 0 || p->cops->peek == NULL)
-    return grab_idle(p);
+  if (p->validate_ms == 0) return grab_idle(p);
   for (tries = 0; tries < p->cap; tries++) {
     int64_t idle;
     int rc;
     if ((s = grab_idle(p)) == NULL) return NULL;
     idle = qorb__coarse_ms() - atomic_load_explicit(&s->idle_since_ms, RELAXED);
-    if (idle <= (int64_t)p->policy.validate_idle_ms) return s;
+    if (idle <= (int64_t)p->validate_ms) return s;
     if ((rc = p->cops->peek(p->cctx, s->conn)) == 0) return s;
+    /* Dead: to the loop as broken (ours since the CAS, so this succeeds). */
+    s->release_broken = rc < 0 ? rc : QORB_ECLOSED;
     if (!locked) pthread_mutex_lock(&p->mu);
-    give_back_dead_locked(p, s, rc < 0 ? rc : QORB_ECLOSED);
+    (void)to_loop_locked(p, s);
     if (!locked) qorb__pool_unlock(p);
   }
   return NULL;
@@ -587,7 +594,7 @@ static int release_impl(qorb_claim_t *h, int broken) {
         (QORB__F_RETIRE | QORB__F_SUSPECT)) &&
       !atomic_load_explicit(&p->closing, RELAXED)) {
     hint_set(p, s->index);
-    if (p->policy.validate_idle_ms > 0)
+    if (p->validate_ms > 0)
       atomic_store_explicit(&s->idle_since_ms, qorb__coarse_ms(), RELAXED);
     /* A CAS, not a store: of two racing releases of one claim, one wins. */
     if (!atomic_compare_exchange_strong(&s->state, &claimed, QORB__S_IDLE))
@@ -597,14 +604,9 @@ static int release_impl(qorb_claim_t *h, int broken) {
   }
   s->release_broken = broken ? QORB_EBROKEN : r < 0 ? r : 0;
   pthread_mutex_lock(&p->mu);
-  if (!atomic_compare_exchange_strong(&s->state, &claimed, QORB__S_RELEASED)) {
-    qorb__pool_unlock(p);
-    return QORB_EINVAL;
-  }
-  qorb__list_push_back(&p->released, &s->plink);
-  ev_async_send(p->loop, &p->wake);
+  r = to_loop_locked(p, s);
   qorb__pool_unlock(p);
-  return 0;
+  return r;
 }
 
 int qorb_release(qorb_claim_t *claim) { return release_impl(claim, 0); }

@@ -2,9 +2,8 @@
 /*
  * health.c: keeping idle connections healthy: health checks (due
  * health_interval_ms after the last, however often the connection is
- * used), one death warning its siblings, and the idle watch
- * (qorb__slot_watch). While the pool owns an idle
- * connection, the loop watches its socket (the connector's idle_fd):
+ * used), one death warning its siblings, and the idle watch. While the
+ * pool owns an idle connection, the loop watches its socket (idle_fd):
  * readable or hung up with nobody holding it means the server closed it or
  * sent something unsolicited, and the connector's peek decides. The watch
  * is started whenever the loop makes the slot IDLE. A claimant's CAS takes

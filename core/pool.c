@@ -240,6 +240,7 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   qorb__list_init(&p->done_ops);
   qorb__list_init(&p->backends);
   p->cops = &connector->ops;
+  p->validate_ms = p->cops->peek != NULL ? policy->validate_idle_ms : 0;
   p->cctx = connector->ctx;
   p->rng = (qorb__now_ns() ^ (uint64_t)(uintptr_t)p) | 1;
   /* Not 0: a thread's hint from an earlier pool at this address must not

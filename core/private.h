@@ -216,6 +216,9 @@ struct qorb_pool {
   _Atomic unsigned pub_online;   /* [any] */
   _Atomic int pub_full;          /* [any] max_slots reached: a miss cannot grow */
   _Atomic uint64_t next_id;      /* [any] claim ids for the probes */
+  unsigned validate_ms;          /* validate_idle_ms, 0 without a peek op:
+                                    read by every claim and release, so
+                                    kept on this line */
   const qorb_connector_ops_t *cops;
   void *cctx;
   char name[64];

@@ -233,7 +233,7 @@ void qorb__slot_offer(qorb_claim_t *s) {
     ev_timer_stop(p->loop, &s->timer);
   replacement = !s->retiring && s->backend->nretiring > 0;
 
-  if (p->policy.validate_idle_ms > 0)
+  if (p->validate_ms > 0)
     atomic_store_explicit(&s->idle_since_ms, qorb__coarse_ms(), RELAXED);
   /* Asked before IDLE is published: a claimant may take it at once. */
   fd = qorb__watch_fd(s);

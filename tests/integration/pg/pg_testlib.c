@@ -51,22 +51,22 @@ void pgt_options(qorb_pg_options_t *o) {
   o->conninfo = conninfo;
 }
 
-long pgt_count_sessions(const char *addr) {
-  char sql[160];
+/* SELECT count(<what>) over this program's sessions on `addr`. */
+static long count_own_sessions(const char *addr, const char *what) {
+  char sql[192];
   snprintf(sql, sizeof(sql),
-           "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+           "SELECT count(%s) FROM pg_stat_activity WHERE application_name = "
            "'%s'",
-           pgt_app_name());
+           what, pgt_app_name());
   return pgt_admin_long(addr, sql);
 }
 
+long pgt_count_sessions(const char *addr) {
+  return count_own_sessions(addr, "*");
+}
+
 long pgt_kill_sessions(const char *addr) {
-  char sql[192];
-  snprintf(sql, sizeof(sql),
-           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-           "WHERE application_name = '%s'",
-           pgt_app_name());
-  return pgt_admin_long(addr, sql);
+  return count_own_sessions(addr, "pg_terminate_backend(pid)");
 }
 
 qorb_pool_t *pgt_pool(const char *backends, const qorb_pg_options_t *o,

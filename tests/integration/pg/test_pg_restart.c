@@ -71,6 +71,14 @@ static void load_stop(load_t *l) {
   for (i = 0; i < NWORKERS; i++) pthread_join(l->tid[i], NULL);
 }
 
+/* Stop the load and say what it saw. */
+static void load_stop_report(load_t *l) {
+  load_stop(l);
+  fprintf(stderr, "claims %d, claim errors %d, query errors %d\n",
+          atomic_load(&l->claims), atomic_load(&l->claim_errors),
+          atomic_load(&l->query_errors));
+}
+
 static void tweak(qorb_policy_t *p) {
   p->max_slots = 8;
   p->spares_wanted = 4;
@@ -111,10 +119,7 @@ static void test_restart_one_backend(void **state) {
     fprintf(stderr, "%s: serving again %llu ms after the restart began\n", name,
             (unsigned long long)(itest_now_ms() - t0));
   }
-  load_stop(&l);
-  fprintf(stderr, "claims %d, claim errors %d, query errors %d\n",
-          atomic_load(&l.claims), atomic_load(&l.claim_errors),
-          atomic_load(&l.query_errors));
+  load_stop_report(&l);
   /* The other backend was up all along: no claim failed. */
   assert_int_equal(atomic_load(&l.claim_errors), 0);
   itest_close(pool);
@@ -145,10 +150,7 @@ static void test_restart_only_backend(void **state) {
   fprintf(stderr, "only backend: serving again %llu ms after the restart "
                   "began\n",
           (unsigned long long)(itest_now_ms() - t0));
-  load_stop(&l);
-  fprintf(stderr, "claims %d, claim errors %d, query errors %d\n",
-          atomic_load(&l.claims), atomic_load(&l.claim_errors),
-          atomic_load(&l.query_errors));
+  load_stop_report(&l);
   /* Every claim waited out the restart (3 s timeout): none failed. */
   assert_int_equal(atomic_load(&l.claim_errors), 0);
   itest_close(pool);
