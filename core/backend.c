@@ -4,8 +4,13 @@
  * ranks them, what the pool publishes about them to claimants (how many
  * are known and online, and the all-failed short cut), and the resolver's
  * face: qorb_resolver_update() turns a snapshot of addresses into added
- * and removed backends. Loop thread throughout.
+ * and removed backends, and qorb_resolver_report() keeps the resolver's
+ * figures for the stats snapshot. Loop thread throughout.
  */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "private.h"
 
 static void backend_window(qorb_pool_t *p, struct qorb__backend *b) {
@@ -182,4 +187,37 @@ int qorb_resolver_update(qorb_resolver_t *r, const qorb_addr_t *addrs,
    */
   qorb__rebalance(p);
   return rc;
+}
+
+void qorb_resolver_stats_init_(qorb_resolver_stats_t *st, size_t size) {
+  if (st == NULL || size < offsetof(qorb_resolver_stats_t, kind)) return;
+  memset(st, 0, size);
+  st->size = size;
+  st->last_error_age_ms = -1;
+  st->next_query_ms = -1;
+}
+
+int qorb_resolver_report(qorb_resolver_t *r, const qorb_resolver_stats_t *st) {
+  qorb_resolver_stats_t in;
+  qorb_pool_t *p;
+
+  if (r == NULL || st == NULL ||
+      st->size < offsetof(qorb_resolver_stats_t, kind) || st->size > 65536)
+    return QORB_EINVAL;
+  p = r->pool;
+  if (p == NULL || !r->started) return QORB_EBUSY;
+  /* An older, shorter struct: the fields it lacks keep their defaults. */
+  qorb_resolver_stats_init(&in);
+  memcpy(&in, st, st->size < sizeof(in) ? st->size : sizeof(in));
+  in.size = sizeof(in);
+  in.kind[sizeof(in.kind) - 1] = '\0';
+  in.name[sizeof(in.name) - 1] = '\0';
+  in.last_error_text[sizeof(in.last_error_text) - 1] = '\0';
+  if (in.kind[0] == '\0')
+    snprintf(in.kind, sizeof(in.kind), "%s", r->ops->name ? r->ops->name : "");
+  pthread_mutex_lock(&p->mu);
+  p->rstats = in;
+  p->rstats_ns = qorb__now_ns();
+  pthread_mutex_unlock(&p->mu);
+  return 0;
 }

@@ -254,6 +254,8 @@ struct qorb_pool {
   qorb__list_t done_ops;         /* slots whose op finished */
   qorb_policy_t policy;
   qorb_resolver_t *resolver;
+  qorb_resolver_stats_t rstats;  /* [mu] its last report */
+  uint64_t rstats_ns;            /* [mu] when (qorb__now_ns), 0: none yet */
   qorb_connector_t *connector;
   qorb__list_t backends;         /* [mu] */
   unsigned nbackends;

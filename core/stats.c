@@ -6,6 +6,7 @@
  * log callback with its claim site.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "private.h"
@@ -77,6 +78,25 @@ void qorb_pool_stats_init_(qorb_pool_stats_t *st, size_t size,
   memset(st, 0, size);
   st->size = size;
   st->backend_size = backend_size;
+}
+
+/* The resolver's last report, its times moved on to now. */
+static void stats_resolver_locked(qorb_pool_t *p, qorb_resolver_stats_t *rs,
+                                  unsigned backends) {
+  int64_t gone;
+
+  if (p->rstats_ns == 0) {
+    qorb_resolver_stats_init(rs);
+    snprintf(rs->kind, sizeof(rs->kind), "%s",
+             p->resolver->ops->name ? p->resolver->ops->name : "");
+    rs->backends = backends;
+    return;
+  }
+  *rs = p->rstats;
+  gone = (int64_t)((qorb__now_ns() - p->rstats_ns) / 1000000u);
+  if (rs->last_error_age_ms >= 0) rs->last_error_age_ms += gone;
+  if (rs->next_query_ms > 0)
+    rs->next_query_ms = rs->next_query_ms > gone ? rs->next_query_ms - gone : 0;
 }
 
 int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
@@ -165,6 +185,7 @@ int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
     }
     nb++;
   }
+  stats_resolver_locked(p, &out.resolver, out.backends);
   qorb__pool_unlock(p);
   if (st->size > sizeof(out))
     memset((char *)st + sizeof(out), 0, st->size - sizeof(out));

@@ -307,6 +307,8 @@ typedef struct qorb_pool_stats {
   uint64_t claim_failures; /**< claims that failed for any reason */
   uint64_t queue_full;    /**< claims refused because the queue was full */
   uint64_t leaks;         /**< claims held longer than leak_threshold_ms */
+  qorb_resolver_stats_t resolver; /**< the resolver's last report
+                                       (qorb_resolver_report()) */
 } qorb_pool_stats_t;
 
 #define qorb_pool_stats_init(st) \

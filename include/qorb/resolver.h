@@ -78,6 +78,45 @@ QORB_EXTERN void *qorb_resolver_ctx(const qorb_resolver_t *r);
 QORB_EXTERN int qorb_resolver_update(qorb_resolver_t *r,
                                      const qorb_addr_t *addrs, size_t n);
 
+/**
+ * What a resolver tells about itself; the pool's stats snapshot carries the
+ * last report (qorb_pool_stats_t.resolver). Plain data; appended to only.
+ * A resolver that never reports shows its op table's name, the pool's
+ * backend count and next_query_ms -1.
+ */
+typedef struct qorb_resolver_stats {
+  size_t size;               /**< set by qorb_resolver_stats_init() */
+  char kind[16];             /**< the op table's name: "static", "dns" */
+  char name[128];            /**< what it resolves, e.g. "_pg._tcp.db." */
+  uint64_t queries;          /**< lookups or queries sent */
+  uint64_t failures;         /**< lookups that failed */
+  uint64_t changes;          /**< backend sets reported to the pool */
+  int last_error;            /**< code of the last failure, 0 when none */
+  char last_error_text[128]; /**< its text, "" when none */
+  int64_t last_error_age_ms; /**< how long ago; -1 when none */
+  unsigned backends;         /**< backends reported now */
+  int64_t next_query_ms;     /**< time until the next lookup; 0 while one
+                                  runs, -1 when none is planned */
+  unsigned servers;          /**< servers it asks (DNS) */
+  unsigned servers_failing;  /**< of those, failing since their last answer */
+} qorb_resolver_stats_t;
+
+#define qorb_resolver_stats_init(st) \
+  qorb_resolver_stats_init_((st), sizeof(*(st)))
+QORB_EXTERN void qorb_resolver_stats_init_(qorb_resolver_stats_t *st,
+                                           size_t size);
+
+/**
+ * Give the pool the resolver's current figures, for its stats snapshot.
+ * Ages and times in `st` are taken as of this call; the snapshot moves them
+ * on. `kind` is filled from the op table when left empty.
+ * @return 0, QORB_EINVAL (NULL, or `size` not set by
+ *         qorb_resolver_stats_init()), QORB_EBUSY (not started).
+ * Allocates nothing. Thread: the pool loop (or inside `start`).
+ */
+QORB_EXTERN int qorb_resolver_report(qorb_resolver_t *r,
+                                     const qorb_resolver_stats_t *st);
+
 /** The pool loop, or NULL when not started. Thread: the pool loop. */
 QORB_EXTERN struct ev_loop *qorb_resolver_loop(const qorb_resolver_t *r);
 

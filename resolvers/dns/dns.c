@@ -252,42 +252,71 @@ fail:
   return rc;
 }
 
+/* The resolver's figures now. Loop. */
+static void dns_stats_fill(const dns_resolver_t *d, qorb_dns_stats_t *s) {
+  uint64_t now = qorb__dns_now_ms(d);
+
+  memset(s, 0, sizeof(*s));
+  s->size = sizeof(*s);
+  s->queries = d->queries;
+  s->failures = d->failures;
+  s->changes = d->changes;
+  s->last_error = d->last_error;
+  snprintf(s->last_error_text, sizeof(s->last_error_text), "%s",
+           d->last_error_text);
+  s->last_error_age_ms =
+      d->last_error_ms == 0 ? -1 : (int64_t)(now + 1 - d->last_error_ms);
+  s->backends = d->nset;
+  if (!d->running)
+    s->next_query_ms = -1;
+  else if (d->busy)
+    s->next_query_ms = 0;
+  else
+    s->next_query_ms =
+        (int64_t)(ev_timer_remaining(d->loop, (ev_timer *)&d->next) * 1000.);
+  s->nservers = d->nservers;
+  for (unsigned i = 0; i < d->nservers; i++) {
+    snprintf(s->servers[i].addr, sizeof(s->servers[i].addr), "%s",
+             d->servers[i].text);
+    s->servers[i].queries = d->servers[i].queries;
+    s->servers[i].failures = d->servers[i].failures;
+    s->servers[i].consecutive_failures = d->servers[i].consecutive;
+  }
+}
+
+/* Give the pool the figures for its stats snapshot: after every change of
+ * state (a lookup begins, or ends and the next one is planned). Loop. */
+void qorb__dns_report(dns_resolver_t *d) {
+  qorb_dns_stats_t s;
+  qorb_resolver_stats_t rs;
+
+  if (!d->running || d->r == NULL) return;
+  dns_stats_fill(d, &s);
+  qorb_resolver_stats_init(&rs);
+  snprintf(rs.name, sizeof(rs.name), "%s", d->o.name);
+  rs.queries = s.queries;
+  rs.failures = s.failures;
+  rs.changes = s.changes;
+  rs.last_error = s.last_error;
+  memcpy(rs.last_error_text, s.last_error_text, sizeof(rs.last_error_text));
+  rs.last_error_age_ms = s.last_error_age_ms;
+  rs.backends = s.backends;
+  rs.next_query_ms = s.next_query_ms;
+  rs.servers = s.nservers;
+  for (unsigned i = 0; i < s.nservers; i++)
+    if (s.servers[i].consecutive_failures > 0) rs.servers_failing++;
+  qorb_resolver_report(d->r, &rs);
+}
+
 int qorb_dns_resolver_stats(const qorb_resolver_t *r, qorb_dns_stats_t *st) {
   const dns_resolver_t *d;
   qorb_dns_stats_t s;
-  uint64_t now;
 
   if (r == NULL || st == NULL || st->size < offsetof(qorb_dns_stats_t, nservers))
     return QORB_EINVAL;
   d = qorb_resolver_ctx(r);
   if (d == NULL || d->magic != DNS_MAGIC) return QORB_EINVAL;
-
-  memset(&s, 0, sizeof(s));
-  now = qorb__dns_now_ms(d);
-  s.queries = d->queries;
-  s.failures = d->failures;
-  s.changes = d->changes;
-  s.last_error = d->last_error;
-  snprintf(s.last_error_text, sizeof(s.last_error_text), "%s",
-           d->last_error_text);
-  s.last_error_age_ms =
-      d->last_error_ms == 0 ? -1 : (int64_t)(now + 1 - d->last_error_ms);
-  s.backends = d->nset;
-  if (!d->running)
-    s.next_query_ms = -1;
-  else if (d->busy)
-    s.next_query_ms = 0;
-  else
-    s.next_query_ms =
-        (int64_t)(ev_timer_remaining(d->loop, (ev_timer *)&d->next) * 1000.);
-  s.nservers = d->nservers;
-  for (unsigned i = 0; i < d->nservers; i++) {
-    snprintf(s.servers[i].addr, sizeof(s.servers[i].addr), "%s",
-             d->servers[i].text);
-    s.servers[i].queries = d->servers[i].queries;
-    s.servers[i].failures = d->servers[i].failures;
-    s.servers[i].consecutive_failures = d->servers[i].consecutive;
-  }
+  dns_stats_fill(d, &s);
   s.size = st->size < sizeof(s) ? st->size : sizeof(s);
   memcpy(st, &s, s.size);
   return 0;

@@ -129,6 +129,7 @@ struct dns_resolver {
 
 /* dns.c */
 uint64_t qorb__dns_now_ms(const dns_resolver_t *d);
+void qorb__dns_report(dns_resolver_t *d);
 void qorb__dns_log(dns_resolver_t *d, qorb_log_level_t level,
                    const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

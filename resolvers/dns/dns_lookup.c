@@ -33,6 +33,7 @@ static void dns_schedule(dns_resolver_t *d, uint64_t ms) {
   ev_timer_stop(d->loop, &d->next);
   ev_timer_set(&d->next, (double)ms / 1000., 0.);
   ev_timer_start(d->loop, &d->next);
+  qorb__dns_report(d);
 }
 
 /* How long a record with this TTL (seconds; 0 = none given) keeps its
@@ -193,6 +194,7 @@ void qorb__dns_lookup_start(dns_resolver_t *d) {
   d->pending = 2; /* the query, and this call until it has sent it */
   DNS_PROBE2(resolve__start, d->o.name, d->nservers);
   qorb__dns_log(d, QORB_LOG_DEBUG, "lookup of %s", d->o.name);
+  qorb__dns_report(d);
   qorb__dns_query_send(q);
   if (--d->pending == 0) dns_lookup_finish(d);
 }

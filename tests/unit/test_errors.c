@@ -181,6 +181,16 @@ static void test_null_connector_and_resolver(void **state) {
   assert_int_equal(qorb_resolver_update(r, &a, 1), QORB_EBUSY);
   assert_int_equal(qorb_resolver_update(NULL, &a, 1), QORB_EINVAL);
   assert_int_equal(qorb_resolver_update(r, NULL, 1), QORB_EINVAL);
+  {
+    qorb_resolver_stats_t rs, bad;
+    qorb_resolver_stats_init(&rs);
+    memset(&bad, 0, sizeof(bad));
+    assert_int_equal(qorb_resolver_report(r, &rs), QORB_EBUSY);
+    assert_int_equal(qorb_resolver_report(NULL, &rs), QORB_EINVAL);
+    assert_int_equal(qorb_resolver_report(r, NULL), QORB_EINVAL);
+    assert_int_equal(qorb_resolver_report(r, &bad), QORB_EINVAL);
+    qorb_resolver_stats_init_(NULL, sizeof(rs)); /* ignored */
+  }
   qorb_resolver_free(r);
   qorb_resolver_free(NULL);
   assert_null(qorb_resolver_ctx(NULL));

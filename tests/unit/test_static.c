@@ -214,6 +214,47 @@ static void test_swap_at_run_time(void **state) {
   fx_finish(&fx);
 }
 
+/* A resolver that never reports shows its kind and the backend count; a
+ * report shows as given, its times moving on. */
+static void test_resolver_in_snapshot(void **state) {
+  fx_t fx;
+  qorb_pool_stats_t st;
+  qorb_resolver_stats_t rs;
+  (void)state;
+  fx_init(&fx, 0, 0);
+  start_static(&fx, "127.0.0.1:1 127.0.0.2:1");
+  PUMP_UNTIL(fx.loop, (fx_stats(&fx, &st), st.backends == 2), 2000);
+  assert_string_equal(st.resolver.kind, "static");
+  assert_string_equal(st.resolver.name, "");
+  assert_int_equal(st.resolver.backends, 2);
+  assert_int_equal(st.resolver.next_query_ms, -1);
+  assert_int_equal(st.resolver.last_error_age_ms, -1);
+  assert_int_equal(st.resolver.size, sizeof(qorb_resolver_stats_t));
+
+  qorb_resolver_stats_init(&rs);
+  snprintf(rs.name, sizeof(rs.name), "svc.example:1");
+  rs.queries = 7;
+  rs.failures = 2;
+  rs.last_error = QORB_ETIMEDOUT;
+  snprintf(rs.last_error_text, sizeof(rs.last_error_text), "timed out");
+  rs.last_error_age_ms = 5;
+  rs.backends = 2;
+  rs.next_query_ms = 100000;
+  assert_int_equal(qorb_resolver_report(fx.resolver, &rs), 0);
+  pump_for(fx.loop, 30);
+  fx_stats(&fx, &st);
+  assert_string_equal(st.resolver.kind, "static"); /* filled in */
+  assert_string_equal(st.resolver.name, "svc.example:1");
+  assert_int_equal(st.resolver.queries, 7);
+  assert_int_equal(st.resolver.failures, 2);
+  assert_int_equal(st.resolver.last_error, QORB_ETIMEDOUT);
+  assert_string_equal(st.resolver.last_error_text, "timed out");
+  assert_true(st.resolver.last_error_age_ms >= 5 + 25);
+  assert_true(st.resolver.next_query_ms <= 100000 - 25 &&
+              st.resolver.next_query_ms > 0);
+  fx_finish(&fx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_list_separators),
@@ -224,6 +265,7 @@ int main(void) {
       cmocka_unit_test(test_set_arguments),
       cmocka_unit_test(test_set_before_start),
       cmocka_unit_test(test_swap_at_run_time),
+      cmocka_unit_test(test_resolver_in_snapshot),
   };
   return cmocka_run_group_tests_name("static", tests, NULL, NULL);
 }

@@ -106,6 +106,13 @@ void dt_stats(dt_t *t, qorb_dns_stats_t *st) {
   assert_int_equal(qorb_dns_resolver_stats(t->r, st), 0);
 }
 
+void dt_pool_resolver(dt_t *t, qorb_resolver_stats_t *rs) {
+  qorb_pool_stats_t st;
+  qorb_pool_stats_init(&st);
+  assert_int_equal(qorb_pool_stats(t->pool, &st, NULL, 0, NULL), 0);
+  *rs = st.resolver;
+}
+
 void dt_script(const char *args) {
   assert_int_equal(itest_script(DT_SERVERS_SH, DT_TESTBED, args), 0);
 }

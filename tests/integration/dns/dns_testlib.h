@@ -47,6 +47,8 @@ int dt_has(dt_t *t, const char *addr);
 unsigned dt_backends(dt_t *t);
 /* The resolver's stats (asserted to work). */
 void dt_stats(dt_t *t, qorb_dns_stats_t *st);
+/* The resolver's figures in the pool's stats snapshot. */
+void dt_pool_resolver(dt_t *t, qorb_resolver_stats_t *rs);
 /* Log lines so far containing `needle`. */
 unsigned dt_logged(const char *needle);
 /* Forget the log. */

@@ -25,6 +25,7 @@ static int restart_server(void **state) {
 static void test_outage_keeps_backends(void **state) {
   qorb_dns_options_t o;
   qorb_dns_stats_t st;
+  qorb_resolver_stats_t rs;
   uint64_t failures;
   dt_t t;
 
@@ -42,6 +43,13 @@ static void test_outage_keeps_backends(void **state) {
   assert_true(st.last_error_age_ms >= 0);
   assert_true(st.servers[0].failures >= 1 && st.servers[1].failures >= 1);
   assert_true(dt_logged("keeping 3 backends") >= 1);
+  dt_pool_resolver(&t, &rs);
+  assert_true(rs.failures >= 3);
+  assert_int_equal(rs.backends, 3);
+  assert_int_not_equal(rs.last_error, 0);
+  assert_true(strstr(rs.last_error_text, "lookup failed") != NULL);
+  assert_true(rs.last_error_age_ms >= 0);
+  assert_true(rs.servers_failing >= 1);
 
   dt_script("start");
   dt_stats(&t, &st);

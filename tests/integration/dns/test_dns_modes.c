@@ -20,6 +20,7 @@
 static void test_srv_three_targets(void **state) {
   qorb_dns_options_t o;
   qorb_dns_stats_t st;
+  qorb_resolver_stats_t rs;
   dt_t t;
 
   (void)state;
@@ -41,6 +42,17 @@ static void test_srv_three_targets(void **state) {
   assert_string_equal(st.servers[1].addr, "[::1]:55353");
   assert_true(st.next_query_ms >= 0 && st.next_query_ms <= 2000);
   assert_true(dt_logged("4 backends (was 0)") >= 1);
+  /* The same figures in the pool's own snapshot. */
+  dt_pool_resolver(&t, &rs);
+  assert_string_equal(rs.kind, "dns");
+  assert_string_equal(rs.name, "_pg._tcp.test.local.");
+  assert_int_equal(rs.backends, 4);
+  assert_true(rs.queries >= 4);
+  assert_int_equal(rs.failures, 0);
+  assert_int_equal(rs.last_error_age_ms, -1);
+  assert_int_equal(rs.servers, 2);
+  assert_int_equal(rs.servers_failing, 0);
+  assert_true(rs.next_query_ms >= 0 && rs.next_query_ms <= 2000);
   dt_finish(&t);
 }
 
