@@ -75,6 +75,17 @@ server:
   local-data: "multi.test.local. 30 IN A 127.0.0.5"
   local-data: "multi.test.local. 30 IN A 127.0.0.6"
   local-data: "multi.test.local. 30 IN A 127.0.0.7"
+  # The end-to-end test (e2e_servers.sh): three targets, one second TTLs;
+  # the test removes and adds their A records at run time.
+$(for svc in "pg 55445" "redis 56445"; do
+    set -- $svc
+    for i in 1 2 3; do
+      echo "  local-data: \"_$1._tcp.e2e.test.local. 1 IN SRV 10 10 $2 e$i.e2e.test.local.\""
+    done
+  done
+  for i in 1 2 3; do
+    echo "  local-data: \"e$i.e2e.test.local. 1 IN A 127.0.0.$((i + 1))\""
+  done)
   # More than a few hundred records (bounded by max_backends).
 $(i=1; while [ $i -le 300 ]; do
     echo "  local-data: \"many.test.local. 30 IN A 127.0.$((i / 250 + 10)).$((i % 250 + 1))\""
