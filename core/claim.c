@@ -172,8 +172,8 @@ static uint64_t probe_claim_id(qorb_pool_t *p) {
 
 /* Count a failed claim and tell the probe. */
 static int claim_failed(qorb_pool_t *p, uint64_t id, int rc) {
-  atomic_fetch_add(&p->claim_failures, 1);
-  QORB_PROBE(CLAIM_FAILED, p->name, id, rc);
+  qorb__count_failure(p, rc);
+  QORB_PROBE(CLAIM_FAILED, p->name, id, rc, qorb_err_name(rc));
   (void)id;
   return rc;
 }
@@ -193,7 +193,7 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
   id = probe_claim_id(p);
   QORB_PROBE(CLAIM_START, p->name, id);
   if (atomic_load_explicit(&p->closing, RELAXED)) {
-    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ESHUTDOWN);
+    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ESHUTDOWN, qorb_err_name(QORB_ESHUTDOWN));
     return QORB_ESHUTDOWN;
   }
   /* Queued claims are served first: no barging past them. */
@@ -202,7 +202,7 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     return 0;
   }
   if (atomic_load_explicit(&p->all_failed, RELAXED)) {
-    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ENOTONLINE);
+    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ENOTONLINE, qorb_err_name(QORB_ENOTONLINE));
     return QORB_ENOTONLINE;
   }
   /* A miss: ask the loop to grow towards the demand, if it can. */
@@ -211,7 +211,7 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     want_grow_locked(p);
     qorb__pool_unlock(p);
   }
-  QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_EAGAIN);
+  QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_EAGAIN, qorb_err_name(QORB_EAGAIN));
   return QORB_EAGAIN;
 }
 
@@ -268,7 +268,7 @@ int qorb__offer_locked(qorb_pool_t *p, qorb_claim_t *s, int from) {
 void qorb__fail_waiters_locked(qorb_pool_t *p, int status) {
   qorb__waiter_t *w;
   while ((w = waiter_head(p)) != NULL) {
-    atomic_fetch_add(&p->claim_failures, 1);
+    qorb__count_failure(p, status);
     waiter_give_locked(p, w, NULL, status);
   }
 }
@@ -394,7 +394,12 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   }
   served = w.done; /* under mu: once queued, w is the givers' too */
   qorb__pool_unlock(p);
-  if (!served) claim_sleep(p, &w, timeout_ms);
+  if (!served) {
+    /* It waits: the clock is read only off the fast path. */
+    uint64_t t0 = qorb__now_ns();
+    claim_sleep(p, &w, timeout_ms);
+    qorb__count_wait(p, qorb__now_ns() - t0);
+  }
   /*
    * Read the result under mu (also what ThreadSanitizer needs: it does not
    * see sem_clockwait). The giver dropped mu before posting, so this lock
@@ -454,9 +459,10 @@ int qorb_pool_claim_at(qorb_pool_t *p, int timeout_ms, qorb_claim_cb cb,
   if (waiter_head(p) == w && (s = grab_valid(p, 1)) != NULL) {
     waiter_give_locked(p, w, s, 0);
   } else if (atomic_load_explicit(&p->all_failed, RELAXED)) {
-    atomic_fetch_add(&p->claim_failures, 1);
+    qorb__count_failure(p, QORB_ENOTONLINE);
     waiter_give_locked(p, w, NULL, QORB_ENOTONLINE);
   } else {
+    w->queued_ns = qorb__now_ns(); /* it waits: not the fast path */
     qorb__list_push_back(&p->to_arm, &w->alink);
     p->grow_wanted = 1;
   }
@@ -475,6 +481,7 @@ int qorb_pool_claim_cancel(qorb_pool_t *p, uint64_t id) {
   for (it = p->waiters.next; it != &p->waiters; it = it->next) {
     qorb__waiter_t *w = QORB_CONTAINER_OF(it, qorb__waiter_t, link);
     if (!w->blocking && w->id == id) {
+      qorb__count_failure(p, QORB_ECANCELED);
       waiter_give_locked(p, w, NULL, QORB_ECANCELED);
       rc = 0;
       break;
@@ -493,9 +500,10 @@ static void waiter_timer_cb(struct ev_loop *loop, ev_timer *t, int revents) {
   ev_timer_stop(loop, t);
   pthread_mutex_lock(&p->mu);
   if (!w->done) {
+    int rc = qorb__claim_reason(p);
     atomic_fetch_add(&p->timeouts, 1);
-    atomic_fetch_add(&p->claim_failures, 1);
-    waiter_give_locked(p, w, NULL, qorb__claim_reason(p));
+    qorb__count_failure(p, rc);
+    waiter_give_locked(p, w, NULL, rc);
   }
   qorb__pool_unlock(p);
   qorb__pool_kick(p);
@@ -532,9 +540,11 @@ void qorb__waiters_deliver(qorb_pool_t *p) {
     qorb__list_remove(&w->link);
     qorb__pool_unlock(p);
     if (w->armed) ev_timer_stop(p->loop, &w->timer);
+    if (w->queued_ns != 0) qorb__count_wait(p, qorb__now_ns() - w->queued_ns);
     s = w->slot;
     if (s != NULL) s = claim_taken(s, w->file, w->line, w->id);
-    else QORB_PROBE(CLAIM_FAILED, p->name, w->id, w->status);
+    else QORB_PROBE(CLAIM_FAILED, p->name, w->id, w->status,
+                    qorb_err_name(w->status));
     w->cb(p, w->status, s, w->arg);
     pthread_mutex_lock(&p->mu);
     qorb__list_push_back(&p->free_waiters, &w->link);

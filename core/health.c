@@ -189,7 +189,8 @@ void qorb__slot_idle_died(qorb_claim_t *s, int rc) {
     qorb_op_set_error((qorb_op_t *)s, "idle connection to %s unusable: %s",
                       b->addr.text, qorb_strerror(rc));
   QORB_PROBE(HEALTH_CHECK_FAILED, p->name, (uint64_t)s->index, b->addr.text,
-             rc);
+             rc, qorb_err_name(rc));
+  (void)p;
   qorb__slot_failed(s, QORB__FAIL_IDLE);
   qorb__backend_warn(b, NULL);
 }

@@ -242,7 +242,8 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   p->cops = &connector->ops;
   p->validate_ms = p->cops->peek != NULL ? policy->validate_idle_ms : 0;
   p->cctx = connector->ctx;
-  p->rng = (qorb__now_ns() ^ (uint64_t)(uintptr_t)p) | 1;
+  p->created_ns = qorb__now_ns();
+  p->rng = (p->created_ns ^ (uint64_t)(uintptr_t)p) | 1;
   /* Not 0: a thread's hint from an earlier pool at this address must not
      match. */
   atomic_store_explicit(&p->order_epoch, (unsigned)(p->rng >> 17) | 1u,
@@ -267,10 +268,9 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   qorb__failfast_timer_init(p);
   ev_unref(loop); /* housekeeping alone does not keep the loop running */
   p->unrefs++;
-  if (qorb__leak_timer_init(p)) {
-    ev_unref(loop);
-    p->unrefs++;
-  }
+  qorb__leak_timer_init(p);
+  ev_unref(loop);
+  p->unrefs++;
   if (!p->own_loop) {
     ev_unref(loop); /* nor does the wake watcher */
     p->unrefs++;

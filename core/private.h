@@ -151,6 +151,10 @@ struct qorb_claim {
   uint64_t leak_seq;
   ev_tstamp leak_since;
   int leak_reported;
+  _Atomic int64_t held_since_ms; /* [any] the stats tick's first sight of
+                                    this claim (qorb__coarse_ms), 0: none */
+  int close_cause;             /* QORB_CLOSE_* the next close counts as,
+                                  -1: taken from the slot's situation */
 };
 
 /* One slot set: everything about one backend. */
@@ -173,7 +177,11 @@ struct qorb__backend {
   uint64_t claims_retired; /* [mu] claims of slots no longer bound */
   _Atomic uint64_t connects;
   _Atomic uint64_t failures;
+  _Atomic uint64_t connect_failures;
+  _Atomic uint64_t closed;       /* connections closed, any cause */
   char last_error[192];    /* [mu] */
+  uint64_t last_error_ns;  /* [mu] when (qorb__now_ns), 0: none */
+  _Atomic uint64_t online_ns; /* online since (qorb__now_ns), 0: offline */
 };
 
 /* A queued claim: blocking (a thread sleeps on sem) or asynchronous. */
@@ -193,6 +201,7 @@ typedef struct qorb__waiter {
   void *arg;
   unsigned timeout_ms;
   int armed;              /* timer started (loop) */
+  uint64_t queued_ns;     /* when it queued (qorb__now_ns); 0: served at once */
   qorb__list_t alink;     /* [mu] pool->to_arm */
   ev_timer timer;
 } qorb__waiter_t;
@@ -237,6 +246,14 @@ struct qorb_pool {
   qorb_close_cb close_cb;        /* [mu] */
   void *close_arg;               /* [mu] */
   _Atomic uint64_t timeouts, claim_failures, queue_full, leaks;
+  /* Figures for the snapshot: off the fast path (a claim that waited has
+   * read the clock already; closes and opens happen on the loop). */
+  _Atomic uint64_t waited, wait_ns_total, wait_ns_max;
+  _Atomic uint64_t wait_hist[QORB_WAIT_BUCKETS];
+  _Atomic uint64_t failed[QORB_CLAIM_FAIL__COUNT];
+  _Atomic uint64_t opened;
+  _Atomic uint64_t closed[QORB_CLOSE__COUNT];
+  uint64_t created_ns;
 
   /* The loop's own. */
   struct ev_loop *loop;
@@ -428,10 +445,17 @@ void qorb__backend_shrink(qorb_pool_t *p, struct qorb__backend *b);
 void qorb__rebalance_timer_init(qorb_pool_t *p);
 
 /* ---------------------------------------------------------------------- */
-/* stats.c (loop)                                                          */
+/* stats.c                                                                 */
 
-/* Set up the leak timer; 1 if it was started (it is then unref'd). */
-int qorb__leak_timer_init(qorb_pool_t *p);
+/* Set up the stats tick (oldest claim, leak detection); it always runs,
+ * unref'd. Loop. */
+void qorb__leak_timer_init(qorb_pool_t *p);
+/* Count a claim that waited `ns` in the queue. Any thread. */
+void qorb__count_wait(qorb_pool_t *p, uint64_t ns);
+/* Count a failed claim under its reason. Any thread. */
+void qorb__count_failure(qorb_pool_t *p, int rc);
+/* Count the close of a slot's connection (it was connected). Loop. */
+void qorb__count_close(qorb_claim_t *s);
 
 /* ---------------------------------------------------------------------- */
 /* pool.c (loop)                                                           */

@@ -75,6 +75,7 @@ qorb_claim_t *qorb__slot_bind(qorb_pool_t *p, struct qorb__backend *b) {
     s->op = QORB__OP_NONE;
     s->op_done_queued = 0;
     s->leak_reported = 0;
+    s->close_cause = -1;
     b->nslots++;
     p->nbound++;
     return s;
@@ -98,9 +99,11 @@ static void slot_close_conn(qorb_claim_t *s) {
     s->conn = NULL;
   }
   if (s->connected) {
+    qorb__count_close(s);
     s->connected = 0;
     s->backend->nconnected--;
     if (s->backend->nconnected == 0) {
+      atomic_store_explicit(&s->backend->online_ns, 0, RELAXED);
       s->backend->down_since = ev_now(p->loop);
       QORB_PROBE(SLOT_SET_OFFLINE, p->name, s->backend->addr.text);
       qorb__pool_log(p, QORB_LOG_WARN, "backend %s offline",
@@ -108,6 +111,7 @@ static void slot_close_conn(qorb_claim_t *s) {
     }
     qorb__pool_publish(p);
   }
+  s->close_cause = -1;
 }
 
 void qorb__slot_unbind(qorb_claim_t *s) {
@@ -275,6 +279,10 @@ void qorb__slot_failed(qorb_claim_t *s, int kind) {
   qorb_pool_t *p = s->pool;
   struct qorb__backend *b = s->backend;
   unsigned delay;
+  if (s->close_cause < 0 && kind == QORB__FAIL_BROKEN)
+    s->close_cause = QORB_CLOSE_BROKEN;
+  else if (s->close_cause < 0 && kind == QORB__FAIL_IDLE)
+    s->close_cause = QORB_CLOSE_DIED;
   slot_close_conn(s);
   ev_timer_stop(p->loop, &s->timer);
   ev_timer_stop(p->loop, &s->life);
@@ -337,7 +345,9 @@ void qorb__slot_connect(qorb_claim_t *s) {
     if (!s->err_set)
       qorb_op_set_error((qorb_op_t *)s, "connect to %s: %s", b->addr.text,
                         qorb_strerror(rc));
-    QORB_PROBE(CONNECT_FAILED, p->name, (uint64_t)s->index, b->addr.text, rc);
+    QORB_PROBE(CONNECT_FAILED, p->name, (uint64_t)s->index, b->addr.text, rc,
+               qorb_err_name(rc));
+    atomic_fetch_add_explicit(&b->connect_failures, 1, RELAXED);
     qorb__slot_failed(s, QORB__FAIL_CONNECT);
     return;
   }
@@ -350,11 +360,13 @@ static void slot_connected(qorb_claim_t *s) {
   struct qorb__backend *b = s->backend;
   QORB_PROBE(CONNECT_DONE, p->name, (uint64_t)s->index, b->addr.text);
   atomic_fetch_add_explicit(&b->connects, 1, RELAXED);
+  atomic_fetch_add_explicit(&p->opened, 1, RELAXED);
   s->checked_at = ev_now(p->loop);
   s->connected = 1;
   s->backoff_ms = 0;
   if (b->nconnected++ == 0) {
     b->failed = 0;
+    atomic_store_explicit(&b->online_ns, qorb__now_ns(), RELAXED);
     QORB_PROBE(SLOT_SET_ONLINE, p->name, b->addr.text);
     qorb__pool_log(p, QORB_LOG_INFO, "backend %s online", b->addr.text);
     qorb__pool_publish(p);
@@ -382,16 +394,25 @@ static void slot_op_failed(qorb_claim_t *s, int op, int status) {
   const char *addr = s->backend->addr.text;
   switch (op) {
   case QORB__OP_CONNECT:
-    QORB_PROBE(CONNECT_FAILED, p->name, (uint64_t)s->index, addr, status);
+    QORB_PROBE(CONNECT_FAILED, p->name, (uint64_t)s->index, addr, status,
+               qorb_err_name(status));
+    atomic_fetch_add_explicit(&s->backend->connect_failures, 1, RELAXED);
     qorb__slot_failed(s, QORB__FAIL_CONNECT);
     return;
+  case QORB__OP_PREPARE:
+    s->close_cause = QORB_CLOSE_PREPARE;
+    break;
   case QORB__OP_CHECK:
-    QORB_PROBE(HEALTH_CHECK_FAILED, p->name, (uint64_t)s->index, addr, status);
+    s->close_cause = QORB_CLOSE_HEALTH;
+    QORB_PROBE(HEALTH_CHECK_FAILED, p->name, (uint64_t)s->index, addr, status,
+               qorb_err_name(status));
     qorb__pool_log(p, QORB_LOG_WARN, "health check of %s failed: %s", addr,
                    qorb_strerror(status));
     break;
   case QORB__OP_RECYCLE:
-    QORB_PROBE(RECYCLE_FAILED, p->name, (uint64_t)s->index, addr, status);
+    s->close_cause = QORB_CLOSE_RECYCLE;
+    QORB_PROBE(RECYCLE_FAILED, p->name, (uint64_t)s->index, addr, status,
+               qorb_err_name(status));
     break;
   default:
     break;
@@ -450,6 +471,7 @@ void qorb__slot_released(qorb_claim_t *s) {
       atomic_fetch_and(&s->flags, ~QORB__F_SUSPECT) & QORB__F_SUSPECT;
   if (s->release_broken) {
     struct qorb__backend *b = s->backend;
+    s->close_cause = QORB_CLOSE_BROKEN;
     if (p->closing_loop || b->removed || s->retiring) {
       qorb__slot_free(s);
       return;
@@ -597,6 +619,7 @@ void qorb_op_set_error(qorb_op_t *op, const char *fmt, ...) {
   s->err_set = 1;
   pthread_mutex_lock(&s->pool->mu);
   qorb__strlcpy(s->backend->last_error, buf, sizeof(s->backend->last_error));
+  s->backend->last_error_ns = qorb__now_ns();
   pthread_mutex_unlock(&s->pool->mu);
   qorb__pool_log(s->pool, QORB_LOG_WARN, "%s: %s", s->backend->addr.text, buf);
 }

@@ -291,7 +291,56 @@ typedef struct qorb_backend_stats {
   uint64_t failures;      /**< failed connects, checks, recycles, prepares */
   unsigned recent_failures; /**< within the failure window (ranking) */
   char last_error[192];   /**< the last failure's text, "" when none */
+  int64_t last_error_age_ms; /**< how long ago it happened; -1 when none */
+  int last_error_current; /**< 1 while it still holds: the backend is
+                               offline, or failed since it last served */
+  uint64_t connect_failures; /**< of `failures`, failed connects */
+  int64_t online_ms;      /**< how long it has been online; -1 offline */
+  uint64_t closed;        /**< its connections closed, for any cause */
 } qorb_backend_stats_t;
+
+/** Why a claim failed: the index into qorb_pool_stats_t.failed. */
+typedef enum qorb_claim_fail {
+  QORB_CLAIM_FAIL_TIMEOUT = 0, /**< QORB_ETIMEDOUT, QORB_EALLINUSE, ... */
+  QORB_CLAIM_FAIL_NOTONLINE,   /**< QORB_ENOTONLINE, QORB_ENOBACKENDS */
+  QORB_CLAIM_FAIL_QUEUEFULL,   /**< QORB_EQUEUEFULL */
+  QORB_CLAIM_FAIL_SHUTDOWN,    /**< QORB_ESHUTDOWN */
+  QORB_CLAIM_FAIL_CANCELED,    /**< QORB_ECANCELED */
+  QORB_CLAIM_FAIL_OTHER,       /**< anything else (QORB_ENOMEM, ...) */
+  QORB_CLAIM_FAIL__COUNT
+} qorb_claim_fail_t;
+
+/** Why a connection was closed: the index into qorb_pool_stats_t.closed. */
+typedef enum qorb_close_cause {
+  QORB_CLOSE_LIFETIME = 0, /**< reached max_lifetime_ms */
+  QORB_CLOSE_IDLE,         /**< not needed: idle past idle_timeout_ms,
+                                over the demand, or moved to another
+                                backend by rebalancing */
+  QORB_CLOSE_HEALTH,       /**< failed a health check */
+  QORB_CLOSE_BROKEN,       /**< released broken, or found dead on claim */
+  QORB_CLOSE_RECYCLE,      /**< its reset (recycle) failed */
+  QORB_CLOSE_PREPARE,      /**< its prepare failed */
+  QORB_CLOSE_DIED,         /**< closed by the server while idle */
+  QORB_CLOSE_REMOVED,      /**< the resolver removed its backend */
+  QORB_CLOSE_POOL,         /**< the pool closed */
+  QORB_CLOSE__COUNT
+} qorb_close_cause_t;
+
+/** Buckets of the claim wait histogram (qorb_pool_stats_t.wait_hist). */
+#define QORB_WAIT_BUCKETS 20
+
+/**
+ * The upper bound of wait bucket `i` in nanoseconds: 10 us, 25, 50, 100,
+ * 250, 500 us, 1 ms, ... 10 s (a 1-2.5-5 series), and UINT64_MAX for the
+ * last (+Inf). Bucket i counts waits above bound i-1 up to bound i (not
+ * cumulative). Thread: any.
+ */
+QORB_EXTERN uint64_t qorb_wait_bucket_le_ns(unsigned i);
+
+/** A short name for a reason ("timeout", "not_online", ...) or cause
+ * ("lifetime", "idle", "health", ...); "?" when out of range. */
+QORB_EXTERN const char *qorb_claim_fail_name(unsigned reason);
+QORB_EXTERN const char *qorb_close_cause_name(unsigned cause);
 
 /** Pool statistics. Plain data; appended to only. */
 typedef struct qorb_pool_stats {
@@ -309,6 +358,26 @@ typedef struct qorb_pool_stats {
   uint64_t leaks;         /**< claims held longer than leak_threshold_ms */
   qorb_resolver_stats_t resolver; /**< the resolver's last report
                                        (qorb_resolver_report()) */
+  char name[64];          /**< the pool's name (policy.name) */
+  /* Waiting. Only claims that queued count (the fast path reads no
+   * clock); a claim served by the fast path or a short spin did not wait. */
+  uint64_t waited;        /**< claims that waited in the queue (served or
+                               not) */
+  uint64_t wait_ns_total; /**< their total wait */
+  uint64_t wait_ns_max;   /**< the longest wait */
+  uint64_t wait_hist[QORB_WAIT_BUCKETS]; /**< waits per bucket, see
+                                              qorb_wait_bucket_le_ns() */
+  uint64_t failed[QORB_CLAIM_FAIL__COUNT]; /**< failed claims by reason;
+                                                they add up to
+                                                claim_failures */
+  uint64_t opened;        /**< connections opened (all backends) */
+  uint64_t closed[QORB_CLOSE__COUNT]; /**< connections closed, by cause */
+  int64_t oldest_claim_ms; /**< how long the longest-held claim has been
+                                held (to the loop's tick, 250 ms); -1 when
+                                nothing is claimed */
+  char oldest_claim_site[128]; /**< its claim site "file:line" */
+  qorb_addr_t oldest_claim_backend; /**< its backend */
+  int64_t uptime_ms;      /**< since qorb_pool_new() */
 } qorb_pool_stats_t;
 
 #define qorb_pool_stats_init(st) \

@@ -279,7 +279,7 @@ static void dns_lookup_finish(dns_resolver_t *d) {
     qorb__dns_error(d, st == ARES_ENOMEM ? QORB_ENOMEM : QORB_ETIMEDOUT,
                     "%s: lookup failed: %s; keeping %u backends", d->o.name,
                     ares_strerror(st), d->nset);
-    DNS_PROBE2(resolve__failed, d->o.name, st);
+    DNS_PROBE3(resolve__failed, d->o.name, st, ares_strerror(st));
     shift = d->fail_streak - 1 > 16 ? 16 : d->fail_streak - 1;
     dns_schedule(d, (uint64_t)d->o.min_interval_ms << shift);
     return;
