@@ -396,9 +396,9 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   qorb__pool_unlock(p);
   if (!served) {
     /* It waits: the clock is read only off the fast path. */
-    uint64_t t0 = qorb__now_ns();
+    uint64_t t0 = QORB__FIGURES ? qorb__now_ns() : 0;
     claim_sleep(p, &w, timeout_ms);
-    qorb__count_wait(p, qorb__now_ns() - t0);
+    if (QORB__FIGURES) qorb__count_wait(p, qorb__now_ns() - t0);
   }
   /*
    * Read the result under mu (also what ThreadSanitizer needs: it does not
@@ -462,7 +462,8 @@ int qorb_pool_claim_at(qorb_pool_t *p, int timeout_ms, qorb_claim_cb cb,
     qorb__count_failure(p, QORB_ENOTONLINE);
     waiter_give_locked(p, w, NULL, QORB_ENOTONLINE);
   } else {
-    w->queued_ns = qorb__now_ns(); /* it waits: not the fast path */
+    /* It waits: not the fast path. */
+    if (QORB__FIGURES) w->queued_ns = qorb__now_ns();
     qorb__list_push_back(&p->to_arm, &w->alink);
     p->grow_wanted = 1;
   }

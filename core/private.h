@@ -447,6 +447,14 @@ void qorb__rebalance_timer_init(qorb_pool_t *p);
 /* ---------------------------------------------------------------------- */
 /* stats.c                                                                 */
 
+/* QORB_NO_FIGURES (bench/claim_overhead only): build without the wait,
+ * reason and close figures, to measure what they cost. */
+#ifdef QORB_NO_FIGURES
+#define QORB__FIGURES 0
+#else
+#define QORB__FIGURES 1
+#endif
+
 /* Set up the stats tick (oldest claim, leak detection); it always runs,
  * unref'd. Loop. */
 void qorb__leak_timer_init(qorb_pool_t *p);

@@ -91,6 +91,7 @@ uint64_t qorb_wait_bucket_le_ns(unsigned i) {
 void qorb__count_wait(qorb_pool_t *p, uint64_t ns) {
   unsigned i = 0;
   uint64_t max = atomic_load_explicit(&p->wait_ns_max, RELAXED);
+  if (!QORB__FIGURES) return;
   while (i < QORB_WAIT_BUCKETS - 1 && ns > wait_le_ns[i]) i++;
   atomic_fetch_add_explicit(&p->wait_hist[i], 1, RELAXED);
   atomic_fetch_add_explicit(&p->wait_ns_total, ns, RELAXED);
@@ -125,13 +126,14 @@ void qorb__count_failure(qorb_pool_t *p, int rc) {
     r = QORB_CLAIM_FAIL_OTHER;
     break;
   }
-  atomic_fetch_add_explicit(&p->failed[r], 1, RELAXED);
+  if (QORB__FIGURES) atomic_fetch_add_explicit(&p->failed[r], 1, RELAXED);
   atomic_fetch_add(&p->claim_failures, 1);
 }
 
 void qorb__count_close(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   int c = s->close_cause;
+  if (!QORB__FIGURES) return;
   if (c < 0 || c >= QORB_CLOSE__COUNT) {
     if (p->closing_loop)
       c = QORB_CLOSE_POOL;
