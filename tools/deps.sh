@@ -3,7 +3,9 @@
 #
 # deps.sh: install the Debian packages qorb needs to build and to run every
 # test (compilers and libraries, plus the servers the integration tests start
-# on their own ports: PostgreSQL 15, Redis, PgBouncer, twemproxy, unbound).
+# on their own ports: PostgreSQL 15, Redis, PgBouncer, twemproxy, unbound;
+# and docker-compose, with which a test validates docker/docker-compose.yml
+# offline: no Docker engine is installed or needed).
 # Only missing packages are installed: one `apt-get update`, then one
 # `apt-get install`. As non-root it prints the command to run and fails.
 # Installing redis-server or postgresql may start their system services; the
@@ -14,10 +16,11 @@ set -euo pipefail
 
 packages=(
   cmake make gcc libc6-dev pkg-config python3
-  libev-dev libc-ares-dev libpq-dev libhiredis-dev libcmocka-dev
+  libev-dev libc-ares-dev libpq-dev libhiredis-dev libcmocka-dev libmicrohttpd-dev
   systemtap-sdt-dev
   postgresql-15 redis-server pgbouncer nutcracker unbound
-  procps iproute2 gdb binutils
+  procps iproute2 gdb binutils tmux
+  docker-compose
 )
 
 missing=()

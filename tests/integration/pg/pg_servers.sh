@@ -15,6 +15,11 @@
 #   pg_servers.sh ROOT pair-up      primary p + streaming standby s (fresh)
 #   pg_servers.sh ROOT pair-down    stop and remove p and s
 #   pg_servers.sh ROOT promote s
+#   pg_servers.sh ROOT configure DATA   give the initdb'd folder DATA what
+#                   the tests expect of a server (TLS, settings, pg_hba for
+#                   clients from anywhere); docker/pg-init.sh uses it
+#   pg_servers.sh ROOT sql          print the roles and the table the tests
+#                   expect, one statement a line (for psql or --single)
 #
 # Servers: a 127.0.0.2:55431, b 127.0.0.3:55432 (two backends of one
 # service), p 127.0.0.2:55433 (primary), s 127.0.0.3:55434 (its standby).
@@ -28,12 +33,33 @@
 # pg_lib.sh, which bench/pg/bench_servers.sh shares). If the postgres user
 # cannot reach ROOT, the data goes to a folder under /tmp that ROOT points
 # to (ROOT/datadir).
+#
+# External servers: when QORB_TEST_PG_PRIMARY or QORB_TEST_PG_STANDBY is
+# set, the tests use those servers (pg_testlib.h, docs/docker.md) and this
+# script touches nothing: setup, cleanup, start, ensure, thaw, pair-up and
+# pair-down do nothing and succeed; stop, restart, freeze, promote,
+# shutdown-smart and pid fail with a message (the tests that need them
+# skip before asking).
 
 set -eu
 
 ROOT=${1:?usage: pg_servers.sh ROOT COMMAND [NAME]}
 CMD=${2:?usage: pg_servers.sh ROOT COMMAND [NAME]}
 NAME=${3:-}
+
+if [ -n "${QORB_TEST_PG_PRIMARY:-}${QORB_TEST_PG_STANDBY:-}" ]; then
+  why="the servers are external (QORB_TEST_PG_PRIMARY=${QORB_TEST_PG_PRIMARY:-} QORB_TEST_PG_STANDBY=${QORB_TEST_PG_STANDBY:-})"
+  case $CMD in
+    setup|cleanup|start|ensure|thaw|pair-up|pair-down)
+      echo "pg_servers.sh $CMD${NAME:+ $NAME}: nothing to do, $why" >&2
+      exit 0
+      ;;
+    stop|restart|freeze|promote|shutdown-smart|pid)
+      echo "pg_servers.sh $CMD${NAME:+ $NAME}: refused, $why" >&2
+      exit 1
+      ;;
+  esac
+fi
 
 # PGBIN, as_pg, PGUSER_OS, pg_start, alive, wait_gone.
 # shellcheck source=tests/integration/pg/pg_lib.sh
@@ -131,23 +157,18 @@ thaw() {
   for p in $(tree_pids "$1"); do kill -CONT "$p" 2>/dev/null || true; done
 }
 
-# initdb once per build tree: later fixtures copy it.
-make_template() {
-  t=$(pgdata template)
-  if [ -f "$t/PG_VERSION" ] && [ "$(cat "$t/.qorb-ready" 2>/dev/null)" = "$TEMPLATE_VERSION" ]; then
-    cp "$t/server.crt" "$ROOT/server.crt"
-    return 0
-  fi
-  rm -rf "$t"
-  as_pg "$PGBIN/initdb" -D "$t" -A trust -U postgres --no-sync >/dev/null
-  # TLS, with a certificate for the name qorb-test.invalid: the tests
-  # connect with sslmode=verify-full and host=qorb-test.invalid while the
-  # pool supplies hostaddr. The tests read the certificate from ROOT.
+# configure_data DATA NET: what the tests expect of a server, in the
+# initdb'd folder DATA, for clients from NET (a pg_hba address:
+# 127.0.0.0/8, all). TLS, with a certificate for the name
+# qorb-test.invalid: the tests connect with sslmode=verify-full and
+# host=qorb-test.invalid while the pool supplies hostaddr.
+configure_data() {
+  t=$1 net=$2
   as_pg openssl req -new -x509 -days 3650 -nodes -subj /CN=qorb-test.invalid \
     -addext subjectAltName=DNS:qorb-test.invalid \
-    -keyout "$t/server.key" -out "$t/server.crt" >/dev/null 2>&1
+    -keyout "$t/server.key" -out "$t/server.crt" >/dev/null 2>&1 ||
+    die "openssl could not make the server's certificate"
   as_pg chmod 600 "$t/server.key"
-  cp "$t/server.crt" "$ROOT/server.crt"
   cat >> "$t/postgresql.conf" <<EOF
 ssl = on
 password_encryption = 'scram-sha-256'
@@ -160,21 +181,40 @@ EOF
   # The password user first: the first matching line wins.
   tmp=$(mktemp)
   cat > "$tmp" <<EOF
-host all qorb_pw 127.0.0.0/8 scram-sha-256
-hostssl all qorb_nossl 127.0.0.0/8 reject
-host all all 127.0.0.0/8 trust
-host replication all 127.0.0.0/8 trust
+host all qorb_pw $net scram-sha-256
+hostssl all qorb_nossl $net reject
+host all all $net trust
+host replication all $net trust
 EOF
   cat "$t/pg_hba.conf" >> "$tmp"
   as_pg sh -c "cat > '$t/pg_hba.conf'" < "$tmp"
   rm -f "$tmp"
-  # Single-user mode: roles without starting a server (one command a line).
-  printf '%s\n' \
+}
+
+# The roles and the table the tests use, one statement a line.
+template_sql() {
+  printf '%s;\n' \
     "CREATE ROLE qorb_pw LOGIN PASSWORD 'secret'" \
     "CREATE ROLE qorb_other NOLOGIN" \
     "CREATE ROLE qorb_nossl LOGIN" \
     "CREATE TABLE qorb_t (id int)" \
-    "GRANT ALL ON qorb_t TO PUBLIC" |
+    "GRANT ALL ON qorb_t TO PUBLIC"
+}
+
+# initdb once per build tree: later fixtures copy it. The tests read the
+# certificate from ROOT.
+make_template() {
+  t=$(pgdata template)
+  if [ -f "$t/PG_VERSION" ] && [ "$(cat "$t/.qorb-ready" 2>/dev/null)" = "$TEMPLATE_VERSION" ]; then
+    cp "$t/server.crt" "$ROOT/server.crt"
+    return 0
+  fi
+  rm -rf "$t"
+  as_pg "$PGBIN/initdb" -D "$t" -A trust -U postgres --no-sync >/dev/null
+  configure_data "$t" 127.0.0.0/8
+  cp "$t/server.crt" "$ROOT/server.crt"
+  # Single-user mode: roles without starting a server.
+  template_sql |
     as_pg "$PGBIN/postgres" --single -D "$t" postgres >"$t/single.log" 2>&1 ||
     { cat "$t/single.log" >&2; die "single-user setup failed"; }
   as_pg sh -c "echo $TEMPLATE_VERSION > '$t/.qorb-ready'"
@@ -252,5 +292,11 @@ case $CMD in
   promote)
     as_pg "$PGBIN/pg_ctl" -D "$(pgdata "$NAME")" -w -t 60 -s promote
     ;;
+  configure)
+    [ -f "${NAME:?usage: pg_servers.sh ROOT configure DATA}/PG_VERSION" ] ||
+      die "$NAME is not an initdb'd data folder"
+    configure_data "$NAME" all
+    ;;
+  sql) template_sql ;;
   *) die "unknown command '$CMD'" ;;
 esac

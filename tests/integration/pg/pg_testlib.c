@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pg_testlib.c: see pg_testlib.h. The script path and the test bed folder
- * come from CMake as PGT_SERVERS_SH and PGT_TESTBED.
+ * come from CMake as PGT_SERVERS_SH and PGT_TESTBED; external servers, from
+ * the environment (QORB_TEST_PG_*).
  */
 #define _GNU_SOURCE
 
 #include "pg_testlib.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,11 +25,71 @@
 #error "PGT_TESTBED must be defined by the build"
 #endif
 
+static pgt_addrs_t addrs;
+static pthread_once_t addrs_once = PTHREAD_ONCE_INIT;
+
+/* An environment variable, NULL when unset or empty. */
+static const char *env(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* Fill `out` from the variable `var` when the servers are external, else
+   from the fixture's `fixture` address. */
+static void addr_of(qorb_addr_t *out, const char *var, const char *fixture) {
+  const char *text = addrs.external ? env(var) : fixture;
+  if (text == NULL || qorb_addr_parse(text, out) != 0) {
+    fprintf(stderr,
+            "%s=\"%s\": wanted the server's numeric host:port (with "
+            "QORB_TEST_PG_PRIMARY and QORB_TEST_PG_STANDBY both set)\n",
+            var, text ? text : "");
+    exit(2);
+  }
+}
+
+static void addrs_init(void) {
+  addrs.external = env("QORB_TEST_PG_PRIMARY") != NULL ||
+                   env("QORB_TEST_PG_STANDBY") != NULL;
+  addr_of(&addrs.a, "QORB_TEST_PG_PRIMARY", "127.0.0.2:55431");
+  addr_of(&addrs.b, "QORB_TEST_PG_STANDBY", "127.0.0.3:55432");
+  addr_of(&addrs.p, "QORB_TEST_PG_PRIMARY", "127.0.0.2:55433");
+  addr_of(&addrs.s, "QORB_TEST_PG_STANDBY", "127.0.0.3:55434");
+  snprintf(addrs.ab, sizeof(addrs.ab), "%s,%s", addrs.a.text, addrs.b.text);
+  snprintf(addrs.ps, sizeof(addrs.ps), "%s,%s", addrs.p.text, addrs.s.text);
+  snprintf(addrs.refused_a, sizeof(addrs.refused_a), "%s,%s", PGT_REFUSED,
+           addrs.a.text);
+  snprintf(addrs.refused_b, sizeof(addrs.refused_b), "%s,%s", PGT_REFUSED,
+           addrs.b.text);
+}
+
+const pgt_addrs_t *pgt_addrs(void) {
+  pthread_once(&addrs_once, addrs_init);
+  return &addrs;
+}
+
+int pgt_external(void) { return pgt_addrs()->external; }
+
+void pgt_skip_if_external(const char *why) {
+  if (!pgt_external()) return;
+  fprintf(stderr,
+          "SKIP: this test %s; the servers are external "
+          "(QORB_TEST_PG_PRIMARY=%s QORB_TEST_PG_STANDBY=%s)\n",
+          why, PGT_P, PGT_S);
+  skip();
+}
+
 int pgt_servers(const char *args) {
   return itest_script(PGT_SERVERS_SH, PGT_TESTBED, args);
 }
 
-const char *pgt_server_cert(void) { return PGT_TESTBED "/server.crt"; }
+const char *pgt_server_cert(void) {
+  const char *cert;
+  if (!pgt_external()) return PGT_TESTBED "/server.crt";
+  cert = env("QORB_TEST_PG_CERT");
+  if (cert == NULL)
+    pgt_skip_if_external("needs their TLS certificate (QORB_TEST_PG_CERT)");
+  return cert;
+}
 
 /*
  * Every test program gets an application_name of its own: the suites run

@@ -11,6 +11,18 @@
  * Servers (see pg_servers.sh): a 127.0.0.2:55431 and b 127.0.0.3:55432 are
  * started by the CTest fixture; p 127.0.0.2:55433 and its standby s
  * 127.0.0.3:55434 by the role test itself.
+ *
+ * External servers (docs/docker.md; docker/ sets them): with
+ *   QORB_TEST_PG_PRIMARY=host:port   a primary: servers a and p
+ *   QORB_TEST_PG_STANDBY=host:port   a streaming standby of it: b and s
+ *   QORB_TEST_PG_CERT=path           optional: their TLS certificate
+ * pg_servers.sh starts nothing and the tests use those servers instead.
+ * The addresses are numeric and the servers' own (no NAT, no published
+ * port): tests ask a server for its address and port. The servers must be
+ * set up as `pg_servers.sh ROOT configure` sets up a data folder (roles,
+ * pg_hba, TLS). Tests that stop, restart, freeze or promote a server skip
+ * (pgt_skip_if_external()), as does the TLS test without
+ * QORB_TEST_PG_CERT; the tests that use b only read, so a standby serves.
  */
 #ifndef QORB_PG_TESTLIB_H
 #define QORB_PG_TESTLIB_H
@@ -25,18 +37,51 @@
 /* Waits, closing pools, stats lookups: shared with the other suites. */
 #include "itest.h"
 
-#define PGT_A "127.0.0.2:55431"
-#define PGT_B "127.0.0.3:55432"
-#define PGT_P "127.0.0.2:55433"
-#define PGT_S "127.0.0.3:55434"
-#define PGT_AB PGT_A "," PGT_B
-/* Nothing listens there. */
+/* Nothing listens there (in a test container neither). */
 #define PGT_REFUSED "127.0.0.2:55439"
+
+/* The servers' addresses and the backend lists the tests use. */
+typedef struct pgt_addrs {
+  int external;           /* QORB_TEST_PG_PRIMARY/STANDBY are set */
+  qorb_addr_t a, b, p, s; /* .text "host:port", .host, .port */
+  char ab[128];           /* "a,b" */
+  char ps[128];           /* "p,s" */
+  char refused_a[128];    /* PGT_REFUSED ",a" */
+  char refused_b[128];    /* PGT_REFUSED ",b" */
+} pgt_addrs_t;
+
+/* Read from the environment once; any thread. An unusable variable ends
+   the program with a message. */
+const pgt_addrs_t *pgt_addrs(void);
+
+#define PGT_A (pgt_addrs()->a.text)
+#define PGT_B (pgt_addrs()->b.text)
+#define PGT_P (pgt_addrs()->p.text)
+#define PGT_S (pgt_addrs()->s.text)
+#define PGT_AB (pgt_addrs()->ab)
+#define PGT_PS (pgt_addrs()->ps)
+#define PGT_REFUSED_A (pgt_addrs()->refused_a)
+#define PGT_REFUSED_B (pgt_addrs()->refused_b)
+
+/* 1 when the tests run against external servers (see above). */
+int pgt_external(void);
+
+/*
+ * With external servers, say why on stderr and skip the calling test
+ * (cmocka skip()); otherwise return. `why` completes "this test ...",
+ * e.g. "freezes server b". Call it before making anything the test would
+ * have to free.
+ */
+void pgt_skip_if_external(const char *why);
 
 /* Run `pg_servers.sh ROOT <args>`; returns its exit status (0 = success). */
 int pgt_servers(const char *args);
 
-/* The servers' TLS certificate (self-signed, for qorb-test.invalid). */
+/*
+ * The servers' TLS certificate (self-signed, for qorb-test.invalid). With
+ * external servers it is QORB_TEST_PG_CERT; when that is unset, this
+ * skips the calling test (as pgt_skip_if_external() does).
+ */
 const char *pgt_server_cert(void);
 
 /*

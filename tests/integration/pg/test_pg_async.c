@@ -84,7 +84,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
       client_fail(c, "answer", PQgetvalue(res, 0, 0));
     } else {
       const char *port = PQgetvalue(res, 0, 1);
-      if (strcmp(port, "55431") == 0) c->app->on_a++;
+      if (atoi(port) == pgt_addrs()->a.port) c->app->on_a++;
       else c->app->on_b++;
     }
     PQclear(res);

@@ -125,6 +125,7 @@ static int restart_a(void **state) {
 static void test_shutting_down(void **state) {
   PGconn *admin;
   (void)state;
+  pgt_skip_if_external("begins a smart shutdown of server a");
   admin = pgt_admin(PGT_A); /* keeps the smart shutdown from finishing */
   assert_int_equal(pgt_servers("shutdown-smart a"), 0);
   itest_nap_ms(200);
@@ -142,7 +143,7 @@ static void test_bad_beside_good(void **state) {
   int i;
   (void)state;
   pgt_options(&o);
-  pool = pgt_pool(PGT_REFUSED "," PGT_B, &o, tweak);
+  pool = pgt_pool(PGT_REFUSED_B, &o, tweak);
   for (i = 0; i < 50; i++) {
     qorb_claim_t *cl;
     assert_int_equal(qorb_pool_claim_wait(pool, 5000, &cl), 0);
@@ -172,7 +173,7 @@ static void test_repeat_close(void **state) {
     uint64_t t0;
     qorb_pg_options_init(&o);
     o.conninfo = infos[i % 2];
-    pool = pgt_pool(i % 3 == 0 ? PGT_REFUSED "," PGT_A : PGT_A, &o, tweak);
+    pool = pgt_pool(i % 3 == 0 ? PGT_REFUSED_A : PGT_A, &o, tweak);
     itest_nap_ms((unsigned)(i * 7 % 40));
     t0 = itest_now_ms();
     itest_close(pool);

@@ -55,6 +55,7 @@ static void test_hung_backend(void **state) {
   uint64_t t0;
   int i;
   (void)state;
+  pgt_skip_if_external("freezes server b");
   pool = pgt_pool(PGT_AB, NULL, tweak);
   ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B) &&
                  itest_total_idle(pool) >= 4,
@@ -106,6 +107,7 @@ static void test_close_while_connecting(void **state) {
   uint64_t t0;
   int rc;
   (void)state;
+  pgt_skip_if_external("freezes server b");
   assert_int_equal(pgt_servers("freeze b"), 0);
   pool = pgt_pool(PGT_B, NULL, tweak);
   /* A claim times out while the connects hang: no backend ever online. */

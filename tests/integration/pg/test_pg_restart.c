@@ -100,6 +100,7 @@ static void test_restart_one_backend(void **state) {
   uint64_t a0;
   int round;
   (void)state;
+  pgt_skip_if_external("restarts servers a and b");
   pool = pgt_pool(PGT_AB, NULL, tweak);
   ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B), 10000);
   load_start(&l, pool);
@@ -138,6 +139,7 @@ static void test_restart_only_backend(void **state) {
   load_t l;
   uint64_t a0, t0;
   (void)state;
+  pgt_skip_if_external("restarts server a");
   pool = pgt_pool(PGT_A, NULL, tweak_default_fail_fast);
   ITEST_WAIT(itest_online(pool, PGT_A), 10000);
   load_start(&l, pool);
@@ -164,6 +166,7 @@ static void test_all_down_then_recover(void **state) {
   uint64_t t0, dt;
   int rc;
   (void)state;
+  pgt_skip_if_external("stops and starts servers a and b");
   pool = pgt_pool(PGT_AB, NULL, tweak);
   ITEST_WAIT(itest_online(pool, PGT_A) && itest_online(pool, PGT_B), 10000);
   load_start(&l, pool);

@@ -39,8 +39,7 @@ static void *work(void *arg) {
   int i;
   for (i = 0; i < PER_THREAD; i++) {
     qorb_claim_t *cl;
-    char buf[64];
-    const char *want;
+    char buf[64], want[16];
     int rc = qorb_pool_claim_wait(w->pool, 10000, &cl);
     if (rc != 0) {
       if (!w->claim_errors++)
@@ -48,7 +47,7 @@ static void *work(void *arg) {
                  qorb_strerror(rc));
       continue;
     }
-    want = strcmp(qorb_claim_addr(cl)->text, PGT_A) == 0 ? "55431" : "55432";
+    snprintf(want, sizeof(want), "%u", (unsigned)qorb_claim_addr(cl)->port);
     /* A little work on the connection, then check who answered. */
     if (pgt_value(qorb_pg_conn(cl),
                   "SELECT inet_server_port() FROM generate_series(1, 3) "
@@ -60,7 +59,7 @@ static void *work(void *arg) {
       continue;
     }
     if (strcmp(buf, want) != 0) w->wrong_backend++;
-    if (want[4] == '1')
+    if (strcmp(qorb_claim_addr(cl)->text, PGT_A) == 0)
       w->on_a++;
     else
       w->on_b++;

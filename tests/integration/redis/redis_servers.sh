@@ -24,12 +24,32 @@
 #
 # Only processes this script started (by the pid files under ROOT) are ever
 # signalled. Every wait is bounded.
+#
+# External servers: when QORB_TEST_REDIS_MASTER or QORB_TEST_REDIS_REPLICA
+# is set, the tests use those servers (redis_testlib.h, docs/docker.md) and
+# this script touches nothing: setup, cleanup, start and thaw do nothing and
+# succeed; stop, restart, freeze and pid fail with a message (the tests
+# that need them skip before asking).
 
 set -eu
 
 ROOT=${1:?usage: redis_servers.sh ROOT COMMAND [NAME]}
 CMD=${2:?usage: redis_servers.sh ROOT COMMAND [NAME]}
 NAME=${3:-}
+
+if [ -n "${QORB_TEST_REDIS_MASTER:-}${QORB_TEST_REDIS_REPLICA:-}" ]; then
+  why="the servers are external (QORB_TEST_REDIS_MASTER=${QORB_TEST_REDIS_MASTER:-} QORB_TEST_REDIS_REPLICA=${QORB_TEST_REDIS_REPLICA:-})"
+  case $CMD in
+    setup|cleanup|start|thaw)
+      echo "redis_servers.sh $CMD${NAME:+ $NAME}: nothing to do, $why" >&2
+      exit 0
+      ;;
+    *)
+      echo "redis_servers.sh $CMD${NAME:+ $NAME}: refused, $why" >&2
+      exit 1
+      ;;
+  esac
+fi
 # redis-server changes folder (--dir) before opening its log: use an
 # absolute path.
 case $ROOT in

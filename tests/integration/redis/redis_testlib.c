@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * redis_testlib.c: see redis_testlib.h. The script path and the test bed
- * folder come from CMake as RT_SERVERS_SH and RT_TESTBED.
+ * folder come from CMake as RT_SERVERS_SH and RT_TESTBED; external
+ * servers, from the environment (QORB_TEST_REDIS_*).
  */
 #define _GNU_SOURCE
 
@@ -25,6 +26,58 @@
 #ifndef RT_TESTBED
 #error "RT_TESTBED must be defined by the build"
 #endif
+
+static rt_addrs_t addrs;
+static pthread_once_t addrs_once = PTHREAD_ONCE_INIT;
+
+/* An environment variable, NULL when unset or empty. */
+static const char *env(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* Fill `out` from the variable `var` when the servers are external and
+   `var` is not NULL, else from the fixture's `fixture` address. */
+static void addr_of(qorb_addr_t *out, const char *var, const char *fixture) {
+  const char *text = addrs.external && var != NULL ? env(var) : fixture;
+  if (text == NULL || qorb_addr_parse(text, out) != 0) {
+    fprintf(stderr,
+            "%s=\"%s\": wanted the server's numeric host:port (with "
+            "QORB_TEST_REDIS_MASTER and QORB_TEST_REDIS_REPLICA both set)\n",
+            var, text ? text : "");
+    exit(2);
+  }
+}
+
+/* With external servers b, b6 and p keep the fixture's addresses, where
+   nothing listens: the tests that need them skip first. */
+static void addrs_init(void) {
+  addrs.external = env("QORB_TEST_REDIS_MASTER") != NULL ||
+                   env("QORB_TEST_REDIS_REPLICA") != NULL;
+  addr_of(&addrs.a, "QORB_TEST_REDIS_MASTER", "127.0.0.2:56391");
+  addr_of(&addrs.r, "QORB_TEST_REDIS_REPLICA", "127.0.0.3:56393");
+  addr_of(&addrs.b, NULL, "127.0.0.3:56392");
+  addr_of(&addrs.b6, NULL, "[::1]:56392");
+  addr_of(&addrs.p, NULL, "127.0.0.2:56394");
+  snprintf(addrs.ab, sizeof(addrs.ab), "%s,%s", addrs.a.text, addrs.b.text);
+  snprintf(addrs.ar, sizeof(addrs.ar), "%s,%s", addrs.a.text, addrs.r.text);
+}
+
+const rt_addrs_t *rt_addrs(void) {
+  pthread_once(&addrs_once, addrs_init);
+  return &addrs;
+}
+
+int rt_external(void) { return rt_addrs()->external; }
+
+void rt_skip_if_external(const char *why) {
+  if (!rt_external()) return;
+  fprintf(stderr,
+          "SKIP: this test %s; the servers are external "
+          "(QORB_TEST_REDIS_MASTER=%s QORB_TEST_REDIS_REPLICA=%s)\n",
+          why, RT_A, RT_R);
+  skip();
+}
 
 int rt_servers(const char *args) {
   return itest_script(RT_SERVERS_SH, RT_TESTBED, args);

@@ -13,6 +13,14 @@
  * a 127.0.0.2:56391 and b 127.0.0.3:56392 (masters; b also on
  * [::1]:56392), r 127.0.0.3:56393
  * (replica of a), p 127.0.0.2:56394 (requirepass, ACL user).
+ *
+ * External servers (docs/docker.md; docker/ sets them): with
+ *   QORB_TEST_REDIS_MASTER=host:port    a master: server a
+ *   QORB_TEST_REDIS_REPLICA=host:port   a replica of it: server r
+ * redis_servers.sh starts nothing and the tests use those two servers
+ * (numeric addresses, the servers' own). There is no b, p or t then: the
+ * tests that need one, or that restart, freeze or promote a server, skip
+ * (rt_skip_if_external()).
  */
 #ifndef QORB_REDIS_TESTLIB_H
 #define QORB_REDIS_TESTLIB_H
@@ -30,16 +38,40 @@
 /* Waits, closing pools, stats lookups: shared with the other suites. */
 #include "itest.h"
 
-#define RT_A "127.0.0.2:56391"
-#define RT_B "127.0.0.3:56392"
-#define RT_B6 "[::1]:56392" /* b again, over IPv6 */
-#define RT_R "127.0.0.3:56393"
-#define RT_P "127.0.0.2:56394"
-#define RT_AB RT_A "," RT_B
+/* The servers' addresses and the backend lists the tests use. */
+typedef struct rt_addrs {
+  int external;              /* QORB_TEST_REDIS_MASTER/REPLICA are set */
+  qorb_addr_t a, b, b6, r, p; /* .text "host:port", .host, .port */
+  char ab[128];              /* "a,b" */
+  char ar[128];              /* "a,r" */
+} rt_addrs_t;
+
+/* Read from the environment once; any thread. An unusable variable ends
+   the program with a message. */
+const rt_addrs_t *rt_addrs(void);
+
+#define RT_A (rt_addrs()->a.text)
+#define RT_B (rt_addrs()->b.text)
+#define RT_B6 (rt_addrs()->b6.text) /* b again, over IPv6 */
+#define RT_R (rt_addrs()->r.text)
+#define RT_P (rt_addrs()->p.text)
+#define RT_AB (rt_addrs()->ab)
+#define RT_AR (rt_addrs()->ar)
 #define RT_REFUSED "127.0.0.2:56398" /* nothing listens there */
 #define RT_PASSWORD "qorb-secret"
 #define RT_USER "qorbuser"
 #define RT_USER_PASSWORD "qorb-user-pw"
+
+/* 1 when the tests run against external servers (see above). */
+int rt_external(void);
+
+/*
+ * With external servers, say why on stderr and skip the calling test
+ * (cmocka skip()); otherwise return. `why` completes "this test ...",
+ * e.g. "freezes server b". Call it before making anything the test would
+ * have to free.
+ */
+void rt_skip_if_external(const char *why);
 
 /* Run `redis_servers.sh ROOT <args>`; returns its exit status. */
 int rt_servers(const char *args);

@@ -210,6 +210,7 @@ static void test_restart(void **state) {
   uint64_t connects, end;
   int stale = 0, i, n, from_a = 0;
   (void)state;
+  rt_skip_if_external("restarts server a");
 
   rt_options(&o, "qorb-restart");
   pool = rt_pool(RT_AB, &o, NULL, tweak_checks);
@@ -267,13 +268,15 @@ static void test_restart(void **state) {
 static void test_hung_backend(void **state) {
   qorb_redis_options_t o, ao;
   qorb_pool_t *pool, *apool;
-  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct ev_loop *loop;
   qorb_claim_t *held = NULL;
   redisContext *c;
   uint64_t t0, end;
   char err[200];
   int i, from_a;
   (void)state;
+  rt_skip_if_external("freezes server b");
+  loop = ev_loop_new(EVFLAG_AUTO);
 
   rt_options(&o, "qorb-hung");
   o.command_timeout_ms = 500;
@@ -386,6 +389,7 @@ static void test_auth(void **state) {
   qorb_pool_t *pool;
   int f;
   (void)state;
+  rt_skip_if_external("needs server p (requirepass, an ACL user)");
 
   for (f = 0; f < 2; f++) {
     rt_options(&o, "qorb-auth");
