@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * demo_common.c: see demo_common.h. The option parser, pool construction
- * and stats table serve every example program; the rest is the demos'
- * workload: worker threads doing what a thread-per-request service does
- * (claim, one request, release), a line of figures and the stats table
- * once a second, so that a backend being stopped and restarted (the demo
- * scripts do that) shows up as it happens, and the totals at the end.
+ * and stats table (with the resolver's figures from the pool's snapshot)
+ * serve every example program; the rest is the demos' workload: worker
+ * threads doing what a thread-per-request service does (claim, one
+ * request, release), a line of figures and the stats table once a second,
+ * so that a backend being stopped and restarted, or added to and removed
+ * from the DNS records (the demo scripts do that), shows up as it happens,
+ * and the totals at the end.
  */
 #define _GNU_SOURCE
 #include "demo_common.h"
@@ -120,6 +122,25 @@ bad:
 
 /* ------------------------------------------------------------ the pool */
 
+/* qorb_pool_new() for a resolver of any kind. Both the resolver and the
+ * connector are the pool's on success and freed here on failure. */
+static int pool_new(const char *prog, qorb_pool_t **pool, struct ev_loop *loop,
+                    qorb_resolver_t *resolver, qorb_connector_t *connector,
+                    const qorb_policy_t *policy) {
+  char err[256] = "";
+  int rc;
+
+  rc = qorb_pool_new(pool, loop, policy, resolver, connector, err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, "%s: pool: %s%s%s\n", prog, qorb_strerror(rc),
+            err[0] ? ": " : "", err);
+    /* On failure the resolver and the connector are still ours. */
+    qorb_resolver_free(resolver);
+    qorb_connector_free(connector);
+  }
+  return rc;
+}
+
 int demo_pool_new(const char *prog, qorb_pool_t **pool, struct ev_loop *loop,
                   const char *backends, qorb_connector_t *connector,
                   const qorb_policy_t *policy) {
@@ -134,15 +155,7 @@ int demo_pool_new(const char *prog, qorb_pool_t **pool, struct ev_loop *loop,
     qorb_connector_free(connector);
     return rc;
   }
-  rc = qorb_pool_new(pool, loop, policy, resolver, connector, err, sizeof(err));
-  if (rc != 0) {
-    fprintf(stderr, "%s: pool: %s%s%s\n", prog, qorb_strerror(rc),
-            err[0] ? ": " : "", err);
-    /* On failure the resolver and the connector are still ours. */
-    qorb_resolver_free(resolver);
-    qorb_connector_free(connector);
-  }
-  return rc;
+  return pool_new(prog, pool, loop, resolver, connector, policy);
 }
 
 /* Squeeze a possibly long error text into a table cell of `len` bytes
@@ -157,25 +170,66 @@ static const char *cell(char *dst, size_t len, const char *src) {
   return dst;
 }
 
-void demo_print_stats(FILE *f, qorb_pool_t *pool, size_t error_width) {
-  qorb_backend_stats_t be[DEMO_MAX_BACKENDS];
-  qorb_pool_stats_t st;
-  size_t n = 0, i;
+/* A time in ms as seconds for the resolver line. */
+static double ms_s(int64_t ms) { return (double)ms / 1000.0; }
 
-  qorb_pool_stats_init(&st);
-  if (qorb_pool_stats(pool, &st, be, DEMO_MAX_BACKENDS, &n) != 0) {
+/* The resolver's line: its last report, carried by the pool's snapshot (so
+ * any thread may print it). The static resolver has nothing to add. */
+static void print_resolver(FILE *f, const qorb_resolver_stats_t *r) {
+  if (strcmp(r->kind, "static") == 0)
+    return;
+  fprintf(f,
+          "  resolver: %s %s, %u server%s (%u failing): %u backends; "
+          "queries %llu, failed %llu, changes %llu; ",
+          r->kind, r->name, r->servers, r->servers == 1 ? "" : "s",
+          r->servers_failing, r->backends, (unsigned long long)r->queries,
+          (unsigned long long)r->failures, (unsigned long long)r->changes);
+  if (r->next_query_ms > 0)
+    fprintf(f, "next lookup in %.1f s\n", ms_s(r->next_query_ms));
+  else
+    fprintf(f, "%s\n", r->next_query_ms == 0 ? "lookup running" : "stopped");
+  if (r->last_error != 0)
+    fprintf(f, "  resolver last error (%.1f s ago): %s\n",
+            ms_s(r->last_error_age_ms), r->last_error_text);
+}
+
+/* One snapshot of the pool, for stats_print(). */
+typedef struct demo_snap {
+  int ok;
+  qorb_pool_stats_t st;
+  qorb_backend_stats_t be[DEMO_MAX_BACKENDS];
+  size_t n;
+} demo_snap_t;
+
+static void stats_take(qorb_pool_t *pool, demo_snap_t *s) {
+  qorb_pool_stats_init(&s->st);
+  s->n = 0;
+  s->ok = qorb_pool_stats(pool, &s->st, s->be, DEMO_MAX_BACKENDS, &s->n) == 0;
+}
+
+/* Print a snapshot. The caller holds flockfile(f), and no qorb call is
+ * made here: the DNS log callback prints from the pool loop, so waiting on
+ * the pool while holding the stream could wait on a loop that waits on the
+ * stream. */
+static void stats_print(FILE *f, const demo_snap_t *s, size_t error_width) {
+  const qorb_pool_stats_t *st = &s->st;
+  const qorb_backend_stats_t *be = s->be;
+  size_t i;
+
+  if (!s->ok) {
     fprintf(f, "  stats unavailable\n");
     return;
   }
   fprintf(f,
           "  pool: %u/%u backends online; slots connecting %u idle %u "
           "checking %u claimed %u; waiters %u; claims %llu; timeouts %llu\n",
-          st.backends_online, st.backends, st.connecting, st.idle, st.checking,
-          st.claimed, st.waiters, (unsigned long long)st.claims,
-          (unsigned long long)st.timeouts);
+          st->backends_online, st->backends, st->connecting, st->idle,
+          st->checking, st->claimed, st->waiters,
+          (unsigned long long)st->claims, (unsigned long long)st->timeouts);
+  print_resolver(f, &st->resolver);
   fprintf(f, "  %-22s %-6s %4s %4s %4s %4s %9s %6s  %s\n", "backend", "online",
           "conn", "idle", "chk", "clm", "claims", "fails", "last error");
-  for (i = 0; i < n && i < DEMO_MAX_BACKENDS; i++) {
+  for (i = 0; i < s->n && i < DEMO_MAX_BACKENDS; i++) {
     char err[sizeof(be[0].last_error)];
     fprintf(f, "  %-22s %-6s %4u %4u %4u %4u %9llu %6llu  %s\n",
             be[i].addr.text, be[i].online ? "yes" : "NO", be[i].connecting,
@@ -185,18 +239,28 @@ void demo_print_stats(FILE *f, qorb_pool_t *pool, size_t error_width) {
             cell(err, error_width < sizeof(err) ? error_width : 0,
                  be[i].last_error));
   }
-  if (n > DEMO_MAX_BACKENDS)
-    fprintf(f, "  ... and %zu more backends\n", n - DEMO_MAX_BACKENDS);
+  if (s->n > DEMO_MAX_BACKENDS)
+    fprintf(f, "  ... and %zu more backends\n", s->n - DEMO_MAX_BACKENDS);
+}
+
+void demo_print_stats(FILE *f, qorb_pool_t *pool, size_t error_width) {
+  demo_snap_t s;
+
+  stats_take(pool, &s);
+  flockfile(f);
+  stats_print(f, &s, error_width);
   fflush(f);
+  funlockfile(f);
 }
 
 /* ------------------------------------------------------- the demos' run */
 
 int demo_parse_opts(const char *prog, int argc, char **argv, demo_opts_t *o,
                     const char *backends_help, unsigned max_slots_cap,
-                    const demo_opt_t *extra, size_t n_extra) {
+                    unsigned flags, const demo_opt_t *extra, size_t n_extra) {
+  const int dns = (flags & DEMO_OPTS_DNS) != 0;
   demo_opt_t opts[DEMO_MAX_OPTS] = {
-      {"backends", 'b', "LIST", &o->backends, NULL, 0, 0, 1, backends_help},
+      {"backends", 'b', "LIST", &o->backends, NULL, 0, 0, !dns, backends_help},
       {"seconds", 's', "N", NULL, &o->seconds, 1, 86400, 0,
        "run time (default 10)"},
       {"threads", 't', "T", NULL, &o->threads, 1, 256, 0,
@@ -205,17 +269,37 @@ int demo_parse_opts(const char *prog, int argc, char **argv, demo_opts_t *o,
        "pause between requests per worker (default 2)"},
       {"max-slots", 'm', "S", NULL, &o->max_slots, 1, max_slots_cap, 0,
        "pool size over all backends (default 8)"},
+      /* Only with DEMO_OPTS_DNS (n below leaves them out otherwise). */
+      {"service", 'S', "NAME", &o->service, NULL, 0, 0, 0,
+       "find the backends in DNS: an SRV name (_pg._tcp.db.example.) or "
+       "host:port; instead of --backends"},
+      {"dns-server", 'D', "LIST", &o->dns_server, NULL, 0, 0, 0,
+       "DNS servers for --service, host:port,... (default: the system's)"},
   };
-  size_t n = 5, i;
+  size_t n = dns ? 7 : 5, i;
 
-  o->backends = NULL;
+  memset(o, 0, sizeof(*o));
   o->seconds = 10;
   o->threads = 4;
   o->think_ms = 2;
   o->max_slots = 8;
   for (i = 0; i < n_extra && n < DEMO_MAX_OPTS; i++)
     opts[n++] = extra[i];
-  return demo_parse_args(prog, argc, argv, opts, n);
+  if (demo_parse_args(prog, argc, argv, opts, n) != 0)
+    return -1;
+  if (dns && (o->backends == NULL) == (o->service == NULL)) {
+    fprintf(stderr, "%s: give either --backends or --service\n", prog);
+    goto bad;
+  }
+  if (o->dns_server != NULL && o->service == NULL) {
+    fprintf(stderr, "%s: --dns-server goes with --service\n", prog);
+    goto bad;
+  }
+  return 0;
+
+bad:
+  usage(stderr, prog, opts, n);
+  return -1;
 }
 
 void demo_policy(qorb_policy_t *p, const char *name, unsigned max_slots) {
@@ -346,16 +430,47 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* The second's line and the stats table, together under flockfile(). The
+ * snapshot is taken before the lock (see stats_print()). */
 static void print_tick(demo_shared_t *sh, double elapsed,
                        unsigned long *last_ok) {
   unsigned long ok = atomic_load(&sh->ok);
+  demo_snap_t s;
 
+  stats_take(sh->pool, &s);
+  flockfile(stdout);
   printf("[%5.1fs] %s %lu (+%lu), errors %lu, claim failures %lu\n", elapsed,
          sh->wl->noun, ok, ok - *last_ok,
          (unsigned long)atomic_load(&sh->failed),
          (unsigned long)atomic_load(&sh->claim_failed));
+  stats_print(stdout, &s, 64);
+  fflush(stdout);
+  funlockfile(stdout);
   *last_ok = ok;
-  demo_print_stats(stdout, sh->pool, 64);
+}
+
+/*
+ * The demo's pool, on a loop thread of its own (loop NULL suits a program
+ * whose work happens on plain threads), over the resolver that `o` asks
+ * for. The connector is the pool's, or freed here on failure.
+ */
+static int new_pool(const demo_opts_t *o, qorb_connector_t *connector,
+                    const qorb_policy_t *policy, const demo_workload_t *wl,
+                    qorb_pool_t **pool) {
+  qorb_resolver_t *resolver = NULL;
+
+  if (o->service == NULL)
+    return demo_pool_new(wl->prog, pool, NULL, o->backends, connector, policy);
+  if (wl->resolver_new == NULL) {
+    fprintf(stderr, "%s: --service is not supported here\n", wl->prog);
+    qorb_connector_free(connector);
+    return QORB_EINVAL;
+  }
+  if (wl->resolver_new(wl->prog, o, &resolver) != 0) {
+    qorb_connector_free(connector);
+    return QORB_EINVAL;
+  }
+  return pool_new(wl->prog, pool, NULL, resolver, connector, policy);
 }
 
 int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
@@ -371,9 +486,7 @@ int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
   size_t j;
   int rc;
 
-  /* loop NULL: the pool runs its own loop thread, which suits a program
-   * whose work happens on plain threads. */
-  if (demo_pool_new(wl->prog, &pool, NULL, o->backends, connector, policy) != 0)
+  if (new_pool(o, connector, policy, wl, &pool) != 0)
     return 1;
 
   memset(&sa, 0, sizeof(sa));
@@ -392,9 +505,16 @@ int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
   atomic_init(&sh.failed, 0);
   atomic_init(&sh.claim_failed, 0);
 
-  printf("qorb %s: pool \"%s\" over %s, %u threads, %u s\n",
-         qorb_version_string(), qorb_pool_name(pool), o->backends, o->threads,
-         o->seconds);
+  if (o->service != NULL)
+    printf("qorb %s: pool \"%s\" over %s, found in DNS (%s), %u threads, "
+           "%u s\n",
+           qorb_version_string(), qorb_pool_name(pool), o->service,
+           o->dns_server != NULL ? o->dns_server : "the system's servers",
+           o->threads, o->seconds);
+  else
+    printf("qorb %s: pool \"%s\" over %s, %u threads, %u s\n",
+           qorb_version_string(), qorb_pool_name(pool), o->backends, o->threads,
+           o->seconds);
   workers = calloc(o->threads, sizeof(*workers));
   if (workers == NULL) {
     fprintf(stderr, "%s: out of memory\n", wl->prog);

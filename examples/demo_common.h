@@ -5,12 +5,19 @@
  *
  *   demo_parse_args()   command-line options from a small table (getopt)
  *   demo_pool_new()     a pool over the static resolver for a backend list
- *   demo_print_stats()  the pool's statistics as a table, one backend a row
+ *   demo_print_stats()  the pool's statistics as a table, one backend a row,
+ *                       with a line of the resolver's figures when it is
+ *                       not the static one
  *   demo_run()          the demos' workload: a pool, worker threads that
  *                       claim, run one request and release, for --seconds,
  *                       with the stats table printed once a second and
  *                       totals at the end (qorb-echo-demo, qorb-pg-demo,
  *                       qorb-redis-demo)
+ *
+ * The demos find their backends either in a numeric --backends list (the
+ * static resolver, here) or, for the programs that take DEMO_OPTS_DNS,
+ * through DNS (--service, --dns-server; the resolver comes from
+ * demo_dns.h, which is built only with libqorb-dns).
  *
  * These are example symbols, so they use a `demo_` prefix: the `qorb_`
  * prefix belongs to the library.
@@ -73,8 +80,13 @@ int demo_pool_new(const char *prog, qorb_pool_t **pool, struct ev_loop *loop,
  * online, slots by state, waiters, claims, timeouts), then a table with a
  * row per backend (online, slots, claims, failures, last error). The last
  * error is cut to `error_width` characters (0: printed whole, e.g. libpq's
- * text when it says why no backend is online). Thread: any
- * (qorb_pool_stats() is).
+ * text when it says why no backend is online). A resolver other than the
+ * static one gets a line of its own, from the pool's snapshot
+ * (qorb_pool_stats_t.resolver): what it resolves, its servers, backends,
+ * queries, failures, changes, the time until its next lookup and its last
+ * error. The lines go out under flockfile(f), so that another thread's
+ * output (the DNS log lines of demo_dns.c) never lands inside the table.
+ * Thread: any (qorb_pool_stats() is).
  */
 void demo_print_stats(FILE *f, qorb_pool_t *pool, size_t error_width);
 
@@ -82,22 +94,31 @@ void demo_print_stats(FILE *f, qorb_pool_t *pool, size_t error_width);
 
 /* The options every demo takes (see demo_parse_opts()). */
 typedef struct demo_opts {
-  const char *backends;
+  const char *backends;   /* --backends: numeric host:port list (static) */
+  const char *service;    /* --service: an SRV name or "host:port" to
+                             find in DNS (DEMO_OPTS_DNS) */
+  const char *dns_server; /* --dns-server: DNS servers for --service
+                             (NULL: the system's) */
   unsigned seconds;   /* --seconds: run time (default 10) */
   unsigned threads;   /* --threads: worker threads (default 4) */
   unsigned think_ms;  /* --think-ms: pause between requests (default 2) */
   unsigned max_slots; /* --max-slots: pool size (default 8) */
 } demo_opts_t;
 
+/* demo_parse_opts() flags. */
+#define DEMO_OPTS_DNS 1u /* take --service and --dns-server as well */
+
 /*
- * demo_parse_args() over the demos' options: --backends (required;
- * `backends_help` describes it), --seconds, --threads, --think-ms,
- * --max-slots (at most `max_slots_cap`), and `extra` options of the
- * program's own (`n_extra`, may be 0).
+ * demo_parse_args() over the demos' options: --backends (`backends_help`
+ * describes it), --seconds, --threads, --think-ms, --max-slots (at most
+ * `max_slots_cap`), and `extra` options of the program's own (`n_extra`,
+ * may be 0). Without DEMO_OPTS_DNS in `flags`, --backends is required;
+ * with it, --service NAME and --dns-server LIST are taken too and exactly
+ * one of --backends and --service must be given.
  */
 int demo_parse_opts(const char *prog, int argc, char **argv, demo_opts_t *o,
                     const char *backends_help, unsigned max_slots_cap,
-                    const demo_opt_t *extra, size_t n_extra);
+                    unsigned flags, const demo_opt_t *extra, size_t n_extra);
 
 /*
  * The demos' policy: `name`, `max_slots`, up to two spares, and times
@@ -117,17 +138,27 @@ void demo_policy(qorb_policy_t *p, const char *name, unsigned max_slots);
 typedef int (*demo_request_fn)(qorb_claim_t *claim, unsigned worker,
                                unsigned long n, void *arg);
 
+/*
+ * Make the resolver for o->service (a DNS name). Returns 0 with *out set,
+ * or non-zero after printing why on stderr, prefixed with `prog`.
+ * demo_dns_resolver_new() (demo_dns.h) is one.
+ */
+typedef int (*demo_resolver_fn)(const char *prog, const demo_opts_t *o,
+                                qorb_resolver_t **out);
+
 typedef struct demo_workload {
   const char *prog; /* prefix for messages */
   const char *noun; /* what the output calls requests ("transactions") */
   demo_request_fn request;
-  void *arg; /* the request's `arg` */
+  void *arg;                     /* the request's `arg` */
+  demo_resolver_fn resolver_new; /* for --service; NULL: --backends only */
 } demo_workload_t;
 
 /*
- * Make a pool over o->backends with `connector` and `policy` (on a loop
- * thread of its own: demo_pool_new(); the connector's ownership is
- * transferred) and run the workload on it as `o` says: o->threads workers
+ * Make a pool with `connector` and `policy`, over o->backends (the static
+ * resolver) or o->service (wl->resolver_new's resolver), on a loop thread
+ * of its own (the connector's ownership is transferred, also on failure),
+ * and run the workload on it as `o` says: o->threads workers
  * claim (waiting up to a second), run one request, release, and pause
  * o->think_ms, until o->seconds are over or SIGINT/SIGTERM arrives; the
  * stats are printed once a second and at the end, with the totals and the

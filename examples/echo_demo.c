@@ -40,14 +40,15 @@ static int request(qorb_claim_t *claim, unsigned worker, unsigned long n,
 }
 
 int main(int argc, char **argv) {
-  static const demo_workload_t workload = {PROG, "round trips", request, NULL};
+  static const demo_workload_t workload = {PROG, "round trips", request, NULL,
+                                           NULL};
   qorb_connector_t *connector = NULL;
   qorb_policy_t policy;
   demo_opts_t opts;
   int rc;
 
   if (demo_parse_opts(PROG, argc, argv, &opts,
-                      "echo servers, e.g. 127.0.0.1:47001,[::1]:47001", 4096,
+                      "echo servers, e.g. 127.0.0.1:47001,[::1]:47001", 4096, 0,
                       NULL, 0) != 0)
     return 2;
 

@@ -3,16 +3,22 @@
 #
 # demo-pg.sh: the PostgreSQL section of the README demo. tools/demo.sh
 # sources this file and runs `demo_pg` (section name "pg"); it relies on
-# demo.sh's helpers: say, die, build_qorb, bin, the scratch folder $work and
-# the `pids` array that demo.sh's cleanup stops on exit (also on Ctrl-C).
+# demo.sh's helpers: say, die, build_qorb, bin, demo_start_dns/demo_wait, the
+# DNS server (dns_service, dns_join, DNS_SERVER), the scratch
+# folder $work and the `pids` array that demo.sh's cleanup stops on exit
+# (also on Ctrl-C).
 #
-# What it shows: two throwaway PostgreSQL servers, 127.0.0.2:55435 and
-# 127.0.0.3:55436 (one initdb, copied), a qorb-pg pool over both driven by
-# examples/pg/pg_demo.c (worker threads running small transactions, the
-# pool's stats once a second), and a fast restart of the second server
-# midway: its sessions are killed, the pool notices, claims move to the
-# first server, libpq's words show in last_error, and the server comes back
-# online by itself.
+# What it shows: three throwaway PostgreSQL servers, 127.0.0.2:55435,
+# 127.0.0.3:55436 and 127.0.0.4:55437 (one initdb, copied), of which the
+# SRV records _pg._tcp.demo.local. (in demo.sh's unbound, 2 s TTLs) list
+# the first two (targets pg1 and pg2.demo.local); a qorb-pg pool driven by
+# examples/pg/pg_demo.c finds them through DNS (worker threads running
+# small transactions, the pool's and the resolver's stats once a second).
+# At ~4 s the third server is added to the records (pg3.demo.local): the
+# resolver reports three backends and the new one takes claims. At ~8 s
+# the second server gets a fast restart: its sessions are killed, the pool
+# notices, claims move to the others, libpq's words show in last_error,
+# and the server comes back online by itself at ~11 s.
 #
 # PostgreSQL refuses to run as root: as root the servers run as the
 # postgres user (runuser), from a folder inside $work that it can reach.
@@ -34,6 +40,7 @@ need_pg() {
   d=$(pg_demo_bindir)
   [[ -n "$d" && -x "$d/postgres" ]] || printf ' postgresql'
   [[ -e /usr/include/postgresql/libpq-fe.h ]] || printf ' libpq-dev'
+  need_dns
 }
 
 pg_demo_as_pg() {
@@ -66,14 +73,15 @@ pg_demo_stop() {
 }
 
 demo_pg() {
-  local seconds=14 threads=4 bindir demo demo_pid pid1 pid2 rc=0 p keep=()
-  local b1=127.0.0.2:55435 b2=127.0.0.3:55436
+  local seconds=14 threads=4 bindir demo pid1 pid2 pid3
+  local srv=_pg._tcp.demo.local.
+  local b1=127.0.0.2:55435 b2=127.0.0.3:55436 b3=127.0.0.4:55437
 
   build_qorb qorb_pg_demo
   demo=$(bin qorb-pg-demo)
   bindir=$(pg_demo_bindir)
 
-  say "pg: two throwaway PostgreSQL servers, $b1 and $b2"
+  say "pg: three throwaway PostgreSQL servers, $b1, $b2 and $b3"
   mkdir -p "$work/pg"
   if [[ $(id -u) -eq 0 ]]; then
     chmod 711 "$work"   # let postgres reach its folder, not read ours
@@ -83,18 +91,24 @@ demo_pg() {
     --no-sync >"$work/pg/initdb.log" 2>&1 \
     || { cat "$work/pg/initdb.log" >&2; die "initdb failed"; }
   pg_demo_as_pg cp -a "$work/pg/one" "$work/pg/two"
+  pg_demo_as_pg cp -a "$work/pg/one" "$work/pg/three"
   pg_demo_start one 127.0.0.2 55435
   pid1=$pg_demo_pid
   pg_demo_start two 127.0.0.3 55436
   pid2=$pg_demo_pid
+  pg_demo_start three 127.0.0.4 55437
+  pid3=$pg_demo_pid
 
-  say "pg: a qorb-pg pool over both for ${seconds}s, $threads threads;" \
-      "$b2 gets a fast restart at ~5s and stays down ~3s"
-  "$demo" --backends "$b1,$b2" --seconds "$seconds" --threads "$threads" &
-  demo_pid=$!
-  pids+=("$demo_pid")
+  dns_service pg "$srv" pg 55435 55436 55437
 
-  sleep 5
+  say "pg: a qorb-pg pool on $srv (DNS $DNS_SERVER) for ${seconds}s," \
+      "$threads threads; pg3 ($b3) joins the records at ~4s, $b2 gets a" \
+      "fast restart at ~8s and stays down ~3s"
+  demo_start_dns "$demo" "$srv" "$seconds" "$threads"
+
+  sleep 4
+  dns_join "$srv" pg3 55437
+  sleep 4
   printf '\n*** pg_ctl stop -m fast on %s (its sessions are terminated) ***\n\n' "$b2"
   pg_demo_stop two "$pid2"
   sleep 3
@@ -102,10 +116,9 @@ demo_pg() {
   pg_demo_start two 127.0.0.3 55436
   pid2=$pg_demo_pid
 
-  wait "$demo_pid" || rc=$?
-  for p in "${pids[@]}"; do [[ "$p" == "$demo_pid" ]] || keep+=("$p"); done
-  pids=("${keep[@]+"${keep[@]}"}")
+  demo_wait
+  pg_demo_stop three "$pid3"
   pg_demo_stop two "$pid2"
   pg_demo_stop one "$pid1"
-  [[ $rc -eq 0 ]] || die "pg demo failed (exit $rc)"
+  [[ $demo_rc -eq 0 ]] || die "pg demo failed (exit $demo_rc)"
 }

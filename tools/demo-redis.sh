@@ -3,16 +3,24 @@
 #
 # demo-redis.sh: the Redis section of the README's demo, sourced by
 # tools/demo.sh (which provides say, die, start_bg, stop_pid,
-# wait_for_line, build_qorb, bin, the scratch folder $work, the list of
-# started pids and the cleanup trap that stops every one of them).
+# wait_for_line, build_qorb, bin, demo_start_dns/demo_wait, the DNS server
+# (dns_service, dns_join, dns_set, dns_srv, DNS_SERVER), the scratch folder
+# $work, the list of started pids and the cleanup trap that stops every one
+# of them).
 #
-#   demo_redis   two throwaway redis-servers (127.0.0.2:56395 and
-#                127.0.0.3:56396, no persistence), a workload through a
-#                qorb-redis pool (examples/redis/redis_demo.c: worker
-#                threads doing INCR + GET, the pool's stats printed each
-#                second); the server on 127.0.0.3 is stopped at ~4 s and
-#                started again at ~7 s, so the backend going offline, the
-#                claims moving to the other one, and the recovery show.
+#   demo_redis   three throwaway redis-servers (127.0.0.2:56395,
+#                127.0.0.3:56396 and 127.0.0.4:56397, no persistence), of
+#                which the SRV records _redis._tcp.demo.local. (in demo.sh's
+#                unbound, 2 s TTLs) list the first two (targets redis1 and
+#                redis2.demo.local), and a workload through a qorb-redis
+#                pool that finds them through DNS
+#                (examples/redis/redis_demo.c: worker threads doing INCR +
+#                GET, the pool's and the resolver's stats printed each
+#                second). At ~3 s redis3 is added to the records: the pool
+#                grows to three backends and the new one takes claims. At
+#                ~7 s redis1 is removed from them: it stays until its TTL
+#                has run out, then leaves the pool, its connections close
+#                and the claims move to the other two.
 #   need_redis   what is missing to run it (for tools/deps.sh)
 #
 # Run on its own: tools/demo.sh redis (this file is not meant to be run).
@@ -20,6 +28,7 @@
 need_redis() {
   command -v redis-server >/dev/null 2>&1 || printf ' redis-server'
   [[ -e /usr/include/hiredis/hiredis.h ]] || printf ' libhiredis-dev'
+  need_dns
 }
 
 # redis_demo_start NAME HOST PORT: start one redis-server in the
@@ -36,39 +45,36 @@ redis_demo_start() {
 }
 
 demo_redis() {
-  local seconds=12 threads=4 demo demo_pid rc=0 p keep=()
-  local -a srv=()
+  local seconds=12 threads=4 demo i
+  local srv=_redis._tcp.demo.local.
+  local -a srvpid=()
 
   build_qorb redis_demo
   demo="$build/examples/redis/qorb-redis-demo"
   [[ -x "$demo" ]] || demo=$(bin qorb-redis-demo)
 
-  say "redis: two redis-servers on 127.0.0.2:56395 and 127.0.0.3:56396"
-  redis_demo_start redis1 127.0.0.2 56395
-  srv[1]=$last_pid
-  redis_demo_start redis2 127.0.0.3 56396
-  srv[2]=$last_pid
+  say "redis: three redis-servers on 127.0.0.2:56395, 127.0.0.3:56396" \
+      "and 127.0.0.4:56397"
+  for i in 1 2 3; do
+    redis_demo_start "redis$i" "127.0.0.$((i + 1))" "$((56394 + i))"
+    srvpid[i]=$last_pid
+  done
 
-  say "redis: pool over them for ${seconds}s, $threads threads;" \
-      "127.0.0.3 is stopped at ~4s and started again at ~7s"
-  "$demo" --backends "127.0.0.2:56395,127.0.0.3:56396" \
-    --seconds "$seconds" --threads "$threads" &
-  demo_pid=$!
-  pids+=("$demo_pid")
+  dns_service redis "$srv" redis 56395 56396 56397
 
-  sleep 4
-  printf '\n*** stopping the redis-server on 127.0.0.3:56396 ***\n\n'
-  stop_pid "${srv[2]}"
+  say "redis: pool on $srv (DNS $DNS_SERVER) for ${seconds}s, $threads" \
+      "threads; redis3 joins the records at ~3s, redis1 leaves them at ~7s"
+  demo_start_dns "$demo" "$srv" "$seconds" "$threads"
 
   sleep 3
-  printf '\n*** starting the redis-server on 127.0.0.3:56396 again ***\n\n'
-  redis_demo_start redis2b 127.0.0.3 56396
-  srv[2]=$last_pid
+  dns_join "$srv" redis3 56397
+  sleep 4
+  printf '\n*** DNS: removing redis1.demo.local. from %s' "$srv"
+  printf ' (it stays until its TTL runs out) ***\n\n'
+  dns_set "$srv" "$(dns_srv "$srv" redis2 56396)" \
+    "$(dns_srv "$srv" redis3 56397)"
 
-  wait "$demo_pid" || rc=$?
-  for p in "${pids[@]}"; do [[ "$p" == "$demo_pid" ]] || keep+=("$p"); done
-  pids=("${keep[@]+"${keep[@]}"}")
-  stop_pid "${srv[1]}"
-  stop_pid "${srv[2]}"
-  [[ $rc -eq 0 ]] || die "redis demo failed (exit $rc)"
+  demo_wait
+  for i in 1 2 3; do stop_pid "${srvpid[i]}"; done
+  [[ $demo_rc -eq 0 ]] || die "redis demo failed (exit $demo_rc)"
 }

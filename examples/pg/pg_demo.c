@@ -1,19 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pg_demo.c: qorb-pg-demo, a qorb-pg pool at work, for the README's demo
- * (tools/demo-pg.sh runs it against two throwaway PostgreSQL servers and
- * restarts one of them midway).
+ * (tools/demo-pg.sh runs it against throwaway PostgreSQL servers that it
+ * lists in a throwaway DNS server, adds one to the records midway and
+ * restarts another).
  *
- *   qorb-pg-demo --backends 127.0.0.2:55435,127.0.0.3:55436 \
+ *   qorb-pg-demo --service _pg._tcp.demo.local. \
+ *                --dns-server 127.0.0.1:55363 \
  *                --conninfo "user=postgres dbname=postgres" \
- *                --seconds 12 --threads 4
+ *                --seconds 14 --threads 4
+ *   qorb-pg-demo --backends 127.0.0.2:55435,127.0.0.3:55436 ...
  *
- * Worker threads claim, run a small transaction (PQexec), and release, as a
- * thread-per-request service would. Once a second the program prints the
- * pool's statistics, so that a restart shows as it happens: the backend's
- * sessions are terminated, the health checks and the claimants notice,
- * the backend goes offline (with libpq's words in last_error), claims move
- * to the other backend, and it comes back online on its own.
+ * The backends come from DNS (a qorb-dns resolver over the SRV name, or a
+ * host:port, and the DNS servers given) or from a numeric list (the static
+ * resolver). Worker threads claim, run a small transaction (PQexec), and
+ * release, as a thread-per-request service would. Once a second the
+ * program prints the pool's statistics and the resolver's figures, so that
+ * the changes show as they happen: a target added to the SRV records
+ * becomes a backend within a TTL and takes its share of the claims; a
+ * restarted server's sessions are terminated, the health checks and the
+ * claimants notice, the backend goes offline (with libpq's words in
+ * last_error), claims move to the others, and it comes back online on its
+ * own.
  *
  * The options, the worker threads and the stats table are shared with the
  * other demos (examples/demo_common.c); this file is what is particular
@@ -26,6 +34,7 @@
 #include <qorb/qorb.h>
 
 #include "demo_common.h"
+#include "demo_dns.h"
 
 #define PROG "qorb-pg-demo"
 
@@ -53,7 +62,8 @@ static int request(qorb_claim_t *claim, unsigned worker, unsigned long n,
 }
 
 int main(int argc, char **argv) {
-  static const demo_workload_t workload = {PROG, "transactions", request, NULL};
+  static const demo_workload_t workload = {PROG, "transactions", request, NULL,
+                                           demo_dns_resolver_new};
   const char *conninfo =
       "user=postgres dbname=postgres application_name=qorb_demo";
   const demo_opt_t extra[] = {
@@ -67,9 +77,9 @@ int main(int argc, char **argv) {
   char err[256] = "";
   int rc;
 
-  if (demo_parse_opts(PROG, argc, argv, &opts,
-                      "PostgreSQL servers, numeric host:port list", 1024, extra,
-                      sizeof(extra) / sizeof(extra[0])) != 0)
+  if (demo_parse_opts(
+          PROG, argc, argv, &opts, "PostgreSQL servers, numeric host:port list",
+          1024, DEMO_OPTS_DNS, extra, sizeof(extra) / sizeof(extra[0])) != 0)
     return 2;
 
   qorb_pg_options_init(&pgo);

@@ -2,16 +2,20 @@
 /*
  * redis_demo.c: qorb-redis-demo, a Redis pool at work, for tools/demo.sh.
  *
- *   qorb-redis-demo --backends 127.0.0.2:56395,127.0.0.3:56396 \
- *                   --seconds 12 --threads 4
+ *   qorb-redis-demo --service _redis._tcp.demo.local. \
+ *                   --dns-server 127.0.0.1:55363 --seconds 12 --threads 4
+ *   qorb-redis-demo --backends 127.0.0.2:56395,127.0.0.3:56396 ...
  *
- * A pool over the static resolver and qorb-redis (blocking flavour), on a
- * loop thread the pool owns, and worker threads doing what request
- * handlers do: claim (waiting up to a second), INCR and GET, release. Once
- * a second it prints the pool's statistics, so that a backend being
- * restarted (the demo script does that midway) shows up as it happens:
- * the backend goes offline, claims move to the other one, and it comes
- * back online when it returns.
+ * A pool over a qorb-dns resolver (an SRV name or host:port, asking the
+ * DNS servers given) or the static resolver (a numeric list), and
+ * qorb-redis (blocking flavour), on a loop thread the pool owns, and
+ * worker threads doing what request handlers do: claim (waiting up to a
+ * second), INCR and GET, release. Once a second it prints the pool's
+ * statistics and the resolver's figures, so that the records changing
+ * (tools/demo-redis.sh adds a target midway and then removes another)
+ * shows up as it happens: the new backend connects and takes claims; the
+ * removed one stays until its TTL runs out, then its connections close and
+ * its claims move to the others.
  *
  * The options, the worker threads and the stats table are shared with the
  * other demos (examples/demo_common.c); this file is what is particular
@@ -28,6 +32,7 @@
 #include <qorb/redis.h>
 
 #include "demo_common.h"
+#include "demo_dns.h"
 
 #define PROG "qorb-redis-demo"
 
@@ -58,7 +63,8 @@ static int request(qorb_claim_t *claim, unsigned worker, unsigned long n,
 }
 
 int main(int argc, char **argv) {
-  static const demo_workload_t workload = {PROG, "requests", request, NULL};
+  static const demo_workload_t workload = {PROG, "requests", request, NULL,
+                                           demo_dns_resolver_new};
   qorb_redis_options_t ro;
   qorb_connector_t *connector = NULL;
   qorb_policy_t policy;
@@ -68,7 +74,7 @@ int main(int argc, char **argv) {
 
   if (demo_parse_opts(PROG, argc, argv, &opts,
                       "redis-servers, e.g. 127.0.0.2:6379,[::1]:6379", 4096,
-                      NULL, 0) != 0)
+                      DEMO_OPTS_DNS, NULL, 0) != 0)
     return 2;
   signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
 
