@@ -19,7 +19,7 @@ packages=(
   libev-dev libc-ares-dev libpq-dev libhiredis-dev libcmocka-dev libmicrohttpd-dev
   systemtap-sdt-dev
   postgresql-15 redis-server pgbouncer nutcracker unbound
-  procps iproute2 gdb binutils tmux
+  procps iproute2 gdb binutils tmux prometheus
   docker-compose
 )
 

@@ -11,6 +11,7 @@
 #include "pool.h"
 #include "resolver.h"
 #include "static.h"
+#include "stats.h"
 #include <qorb/version.h>
 
 #endif /* QORB_QORB_H */

@@ -108,6 +108,21 @@ void count_alloc_install(void) {
 
 void count_alloc_uninstall(void) { qorb_set_allocator(NULL, NULL, NULL, NULL); }
 
+int count_alloc_setup(void **state) {
+  (void)state;
+  count_alloc_install();
+  return 0;
+}
+
+int count_alloc_teardown(void **state) {
+  long live = count_alloc_live();
+  (void)state;
+  count_alloc_uninstall();
+  if (live == 0) return 0;
+  fprintf(stderr, "count_alloc: %ld blocks not freed\n", live);
+  return -1;
+}
+
 void count_alloc_fail_at(unsigned long n, int persistent) {
   atomic_store(&ca_persistent, persistent);
   atomic_store(&ca_fail_at, n);

@@ -30,4 +30,11 @@ long count_alloc_live(void);
 /* Frees of blocks this allocator did not hand out (or freed twice). */
 unsigned long count_alloc_bad_frees(void);
 
+/*
+ * As cmocka setup and teardown functions: install; and check that no block
+ * is left (else print the count and fail the teardown), then uninstall.
+ */
+int count_alloc_setup(void **state);
+int count_alloc_teardown(void **state);
+
 #endif /* QORB_TEST_COUNT_ALLOC_H */
