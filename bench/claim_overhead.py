@@ -12,6 +12,7 @@ spread. Usage:
 
   bench/claim_overhead.py [--build build/release] [--rounds 8]
                           [--threads 1,8] [--pools 8] [--seconds 0.3]
+                          [--modes threads,async]
 
 Output, one line per point:
   bench=claim_overhead mode=M threads=N pool=P full_ops_per_s=X
@@ -29,7 +30,7 @@ LINE = re.compile(r"^bench=claim mode=(threads|async) threads=(\d+) pool=(\d+) "
 
 
 def run(exe, a):
-    cmd = [exe, "--modes", "threads,async", "--threads", a.threads,
+    cmd = [exe, "--modes", a.modes, "--threads", a.threads,
            "--pools", a.pools, "--seconds", str(a.seconds), "--rounds", "1"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          timeout=300).stdout
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--threads", default="1,8")
     ap.add_argument("--pools", default="8")
     ap.add_argument("--seconds", type=float, default=0.3)
+    ap.add_argument("--modes", default="threads,async")
     a = ap.parse_args()
     if not 1 <= a.rounds <= 100:
         sys.exit("claim_overhead: --rounds 1 to 100")

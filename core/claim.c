@@ -153,21 +153,35 @@ static qorb_claim_t *claim_taken(qorb_claim_t *s, const char *file, int line,
   atomic_store_explicit(&s->nclaims, n, RELAXED);
   atomic_store_explicit(&s->claim_file, file, RELAXED);
   atomic_store_explicit(&s->claim_line, line, RELAXED);
-  QORB_PROBE(HANDLE_CLAIMED, s->pool->name, id, (uint64_t)s->index,
-             s->backend->addr.text);
-  QORB_PROBE(CLAIM_DONE, s->pool->name, id, (uint64_t)s->index,
-             s->backend->addr.text);
-  (void)id;
+  /* A claim id is 0 unless a claim probe is attached: one test untraced. */
+  if (id != 0) {
+    QORB_PROBE(HANDLE_CLAIMED, s->pool->name, id, (uint64_t)s->index,
+               s->backend->addr.text);
+    QORB_PROBE(CLAIM_DONE, s->pool->name, id, (uint64_t)s->index,
+               s->backend->addr.text);
+  }
   return qorb__handle(s, n);
 }
 
-/* A claim id for the probes; 0 (and no atomic add) while none is attached. */
+/*
+ * A claim id for the probes; 0 (and no atomic add) while none of the claim
+ * probes is attached, and the claim path then tests nothing else. One
+ * branch: the semaphores are or'ed, not tested in turn.
+ */
 static uint64_t probe_claim_id(qorb_pool_t *p) {
-  if (QORB_PROBE_ENABLED(CLAIM_START) || QORB_PROBE_ENABLED(CLAIM_DONE) ||
-      QORB_PROBE_ENABLED(CLAIM_FAILED))
+  if (QORB_PROBE_ENABLED(CLAIM_START) | QORB_PROBE_ENABLED(CLAIM_DONE) |
+      QORB_PROBE_ENABLED(CLAIM_FAILED) | QORB_PROBE_ENABLED(HANDLE_CLAIMED))
     return atomic_fetch_add_explicit(&p->next_id, 1, RELAXED) + 1;
   (void)p;
   return 0;
+}
+
+/* A try_claim that cannot be served now: tell the probe (not counted as a
+ * failed claim). */
+static int claim_refused(qorb_pool_t *p, uint64_t id, int rc) {
+  if (id != 0) QORB_PROBE(CLAIM_FAILED, p->name, id, rc, qorb_err_name(rc));
+  (void)p;
+  return rc;
 }
 
 /* Count a failed claim and tell the probe. */
@@ -191,10 +205,9 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
   if (claim != NULL) *claim = NULL;
   if (p == NULL || claim == NULL) return QORB_EINVAL;
   id = probe_claim_id(p);
-  QORB_PROBE(CLAIM_START, p->name, id);
+  if (id != 0) QORB_PROBE(CLAIM_START, p->name, id);
   if (atomic_load_explicit(&p->closing, RELAXED)) {
-    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ESHUTDOWN, qorb_err_name(QORB_ESHUTDOWN));
-    return QORB_ESHUTDOWN;
+    return claim_refused(p, id, QORB_ESHUTDOWN);
   }
   /* Queued claims are served first: no barging past them. */
   if (atomic_load(&p->nwaiters) == 0 && (s = grab_valid(p, 0)) != NULL) {
@@ -202,8 +215,7 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     return 0;
   }
   if (atomic_load_explicit(&p->all_failed, RELAXED)) {
-    QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_ENOTONLINE, qorb_err_name(QORB_ENOTONLINE));
-    return QORB_ENOTONLINE;
+    return claim_refused(p, id, QORB_ENOTONLINE);
   }
   /* A miss: ask the loop to grow towards the demand, if it can. */
   if (!atomic_load_explicit(&p->pub_full, RELAXED)) {
@@ -211,8 +223,7 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     want_grow_locked(p);
     qorb__pool_unlock(p);
   }
-  QORB_PROBE(CLAIM_FAILED, p->name, id, QORB_EAGAIN, qorb_err_name(QORB_EAGAIN));
-  return QORB_EAGAIN;
+  return claim_refused(p, id, QORB_EAGAIN);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -379,7 +390,7 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   if (qorb__tl_own_pool == p) return QORB_EBUSY;
   if (timeout_ms < 0) timeout_ms = (int)p->policy.claim_timeout_ms;
   id = probe_claim_id(p);
-  QORB_PROBE(CLAIM_START, p->name, id);
+  if (id != 0) QORB_PROBE(CLAIM_START, p->name, id);
 
   if ((got = claim_spin(p, timeout_ms)) != NULL) goto taken;
 

@@ -95,7 +95,12 @@ static inline void qorb__list_remove(qorb__list_t *n) {
 
 /* USDT probes: a disabled probe costs one test of a global semaphore. */
 #if defined(QORB_HAVE_PROBES)
+/* The semaphores are defined inside the library (dtrace -G): hidden, they
+ * are read PC-relative instead of through the GOT. Tracers find them by the
+ * probe notes, not by symbol. */
+#pragma GCC visibility push(hidden)
 #include "qorb_probes.h"
+#pragma GCC visibility pop
 #define QORB_PROBE(name, ...)                                                 \
   do {                                                                        \
     if (QORB_##name##_ENABLED()) QORB_##name(__VA_ARGS__);                    \
