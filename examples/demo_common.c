@@ -22,6 +22,10 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef DEMO_HAVE_ENDPOINT
+#include <qorb/endpoint.h>
+#endif
+
 #define DEMO_MAX_OPTS 16     /* options in one demo_parse_args() table */
 #define DEMO_MAX_BACKENDS 16 /* rows in the stats table */
 #define DEMO_MAX_CODES 16    /* distinct error codes counted per worker */
@@ -52,7 +56,9 @@ static void usage(FILE *f, const char *prog, const demo_opt_t *opts, size_t n) {
   fprintf(f, " [options]\n");
   for (i = 0; i < n; i++) {
     char lhs[48];
-    snprintf(lhs, sizeof(lhs), "--%s %s", opts[i].name, opts[i].arg);
+    snprintf(lhs, sizeof(lhs), "--%s%s%s", opts[i].name,
+             opts[i].arg != NULL ? " " : "",
+             opts[i].arg != NULL ? opts[i].arg : "");
     fprintf(f, "  %-17s %s\n", lhs, opts[i].help);
   }
 }
@@ -71,11 +77,12 @@ int demo_parse_args(const char *prog, int argc, char **argv,
   }
   for (i = 0; i < n; i++) {
     longopts[i].name = opts[i].name;
-    longopts[i].has_arg = required_argument;
+    longopts[i].has_arg = opts[i].arg != NULL ? required_argument : no_argument;
     longopts[i].flag = NULL;
     longopts[i].val = opts[i].key;
     shortopts[k++] = opts[i].key;
-    shortopts[k++] = ':';
+    if (opts[i].arg != NULL)
+      shortopts[k++] = ':';
   }
   longopts[n].name = "help";
   longopts[n].has_arg = no_argument;
@@ -95,7 +102,9 @@ int demo_parse_args(const char *prog, int argc, char **argv,
     if (i == n)
       goto bad; /* getopt_long has said what is wrong */
     seen[i] = 1;
-    if (opts[i].str != NULL) {
+    if (opts[i].arg == NULL) {
+      *opts[i].num = 1;
+    } else if (opts[i].str != NULL) {
       *opts[i].str = optarg;
     } else if (parse_uint(optarg, opts[i].min, opts[i].max, opts[i].num) != 0) {
       fprintf(stderr, "%s: --%s: bad value \"%s\" (%u to %u)\n", prog,
@@ -269,6 +278,12 @@ int demo_parse_opts(const char *prog, int argc, char **argv, demo_opts_t *o,
        "pause between requests per worker (default 2)"},
       {"max-slots", 'm', "S", NULL, &o->max_slots, 1, max_slots_cap, 0,
        "pool size over all backends (default 8)"},
+      {"endpoint", 'e', "LISTEN", &o->endpoint, NULL, 0, 0, 0,
+       "serve the pool's stats for tools/qorbtop, e.g. 127.0.0.1:0"},
+      {"stats-json", 'j', "FILE", &o->stats_json, NULL, 0, 0, 0,
+       "write the pool's last stats there as JSON"},
+      {"quiet", 'q', NULL, NULL, &o->quiet, 0, 0, 0,
+       "no stats table each second"},
       /* Only with DEMO_OPTS_DNS (n below leaves them out otherwise). */
       {"service", 'S', "NAME", &o->service, NULL, 0, 0, 0,
        "find the backends in DNS: an SRV name (_pg._tcp.db.example.) or "
@@ -276,7 +291,7 @@ int demo_parse_opts(const char *prog, int argc, char **argv, demo_opts_t *o,
       {"dns-server", 'D', "LIST", &o->dns_server, NULL, 0, 0, 0,
        "DNS servers for --service, host:port,... (default: the system's)"},
   };
-  size_t n = dns ? 7 : 5, i;
+  size_t n = dns ? 10 : 8, i;
 
   memset(o, 0, sizeof(*o));
   o->seconds = 10;
@@ -473,9 +488,106 @@ static int new_pool(const demo_opts_t *o, qorb_connector_t *connector,
   return pool_new(wl->prog, pool, NULL, resolver, connector, policy);
 }
 
+/*
+ * The stats endpoint of --endpoint, on a thread of its own (loop NULL: the
+ * pool's loop is the pool's business), serving `pool`. Returns 0 with *out
+ * set (NULL when no endpoint was asked for), or -1 after saying why.
+ */
+static int endpoint_start(const demo_opts_t *o, const char *prog,
+                          qorb_pool_t *pool, void **out) {
+  *out = NULL;
+  if (o->endpoint == NULL)
+    return 0;
+#ifdef DEMO_HAVE_ENDPOINT
+  {
+    qorb_endpoint_options_t eo;
+    qorb_endpoint_t *ep;
+    char err[256] = "";
+    int rc;
+
+    qorb_endpoint_options_init(&eo);
+    eo.listen = o->endpoint;
+    rc = qorb_endpoint_new(&ep, NULL, &eo, err, sizeof(err));
+    if (rc != 0) {
+      fprintf(stderr, "%s: --endpoint %s: %s%s%s\n", prog, o->endpoint,
+              qorb_strerror(rc), err[0] ? ": " : "", err);
+      return -1;
+    }
+    rc = qorb_endpoint_add_pool(ep, pool);
+    if (rc != 0) {
+      fprintf(stderr, "%s: endpoint: %s\n", prog, qorb_strerror(rc));
+      qorb_endpoint_free(ep);
+      return -1;
+    }
+    /* The demo scripts wait for this line (and take the port from it). */
+    if (qorb_endpoint_port(ep) > 0)
+      printf("stats endpoint: http://127.0.0.1:%d\n", qorb_endpoint_port(ep));
+    else
+      printf("stats endpoint: %s\n", o->endpoint);
+    fflush(stdout);
+    *out = ep;
+    return 0;
+  }
+#else
+  (void)pool;
+  fprintf(stderr,
+          "%s: --endpoint: libqorb-endpoint is not built "
+          "(-DQORB_WITH_ENDPOINT=ON, needs libmicrohttpd)\n",
+          prog);
+  return -1;
+#endif
+}
+
+/* Stop serving the pool (before it closes) and free the endpoint. */
+static void endpoint_stop(void *ep, qorb_pool_t *pool) {
+#ifdef DEMO_HAVE_ENDPOINT
+  if (ep != NULL) {
+    qorb_endpoint_remove_pool(ep, pool);
+    qorb_endpoint_free(ep);
+  }
+#else
+  (void)ep;
+  (void)pool;
+#endif
+}
+
+/* --stats-json: the pool's stats as one JSON document in `path`. */
+static void write_stats_json(const char *prog, const char *path,
+                             qorb_pool_t *pool) {
+  size_t len = 16384, need = 0;
+  char *buf = NULL, *grown;
+  FILE *f;
+  int rc = QORB_ENOMEM, tries;
+
+  /* Figures change between calls: grow with some room and try again
+   * (need 0 is a failed allocation, not a short buffer). */
+  for (tries = 0; tries < 4; tries++) {
+    grown = realloc(buf, len);
+    if (grown == NULL)
+      break;
+    buf = grown;
+    rc = qorb_stats_json(&pool, 1, buf, len, &need);
+    if (rc != QORB_ENOMEM || need <= len)
+      break;
+    len = need + need / 4;
+  }
+  if (rc != 0) {
+    fprintf(stderr, "%s: --stats-json: %s\n", prog, qorb_strerror(rc));
+  } else if ((f = fopen(path, "w")) == NULL) {
+    fprintf(stderr, "%s: --stats-json %s: %s\n", prog, path, strerror(errno));
+  } else {
+    fputs(buf, f);
+    if (fclose(f) != 0)
+      fprintf(stderr, "%s: --stats-json %s: %s\n", prog, path,
+              strerror(errno));
+  }
+  free(buf);
+}
+
 int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
              const qorb_policy_t *policy, const demo_workload_t *wl) {
   qorb_pool_t *pool;
+  void *endpoint;
   demo_shared_t sh;
   demo_worker_t *workers;
   demo_errs_t errs;
@@ -488,6 +600,10 @@ int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
 
   if (new_pool(o, connector, policy, wl, &pool) != 0)
     return 1;
+  if (endpoint_start(o, wl->prog, pool, &endpoint) != 0) {
+    qorb_pool_close(pool, NULL, NULL);
+    return 1;
+  }
 
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
@@ -518,6 +634,7 @@ int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
   workers = calloc(o->threads, sizeof(*workers));
   if (workers == NULL) {
     fprintf(stderr, "%s: out of memory\n", wl->prog);
+    endpoint_stop(endpoint, pool);
     qorb_pool_close(pool, NULL, NULL);
     return 1;
   }
@@ -540,7 +657,8 @@ int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
       sleep_ms(left > 0.1 ? 100 : (unsigned)(left * 1000) + 1);
     if (interrupted)
       break;
-    print_tick(&sh, now_s() - start, &last_ok);
+    if (!o->quiet)
+      print_tick(&sh, now_s() - start, &last_ok);
   }
 
   atomic_store(&sh.stop, 1);
@@ -558,6 +676,9 @@ int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
 
   printf("final:\n");
   print_tick(&sh, elapsed, &last_ok);
+  if (o->stats_json != NULL)
+    write_stats_json(wl->prog, o->stats_json, pool);
+  endpoint_stop(endpoint, pool);
   rc = qorb_pool_close(pool, NULL, NULL);
   if (rc != 0)
     fprintf(stderr, "%s: close: %s\n", wl->prog, qorb_strerror(rc));

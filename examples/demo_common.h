@@ -12,7 +12,9 @@
  *                       claim, run one request and release, for --seconds,
  *                       with the stats table printed once a second and
  *                       totals at the end (qorb-echo-demo, qorb-pg-demo,
- *                       qorb-redis-demo)
+ *                       qorb-redis-demo); optionally a stats endpoint for
+ *                       tools/qorbtop (--endpoint, with libqorb-endpoint)
+ *                       and the last stats as JSON (--stats-json)
  *
  * The demos find their backends either in a numeric --backends list (the
  * static resolver, here) or, for the programs that take DEMO_OPTS_DNS,
@@ -39,13 +41,15 @@ extern "C" {
 /*
  * One command-line option, `--name ARG` (or `-k ARG`). Exactly one of
  * `str` and `num` is set: a string option stores optarg in *str; a number
- * option accepts a decimal in [min, max] and stores it in *num. Defaults
+ * option accepts a decimal in [min, max] and stores it in *num; a flag
+ * (`arg` NULL, `num` set) takes no value and stores 1 in *num. Defaults
  * are whatever the targets hold before parsing.
  */
 typedef struct demo_opt {
   const char *name; /* long name, without the dashes */
   char key;         /* short option letter */
-  const char *arg;  /* the value's name in the usage text: "LIST", "N" */
+  const char *arg;  /* the value's name in the usage text: "LIST", "N";
+                       NULL for a flag */
   const char **str;
   unsigned *num;
   unsigned min, max;
@@ -103,6 +107,12 @@ typedef struct demo_opts {
   unsigned threads;   /* --threads: worker threads (default 4) */
   unsigned think_ms;  /* --think-ms: pause between requests (default 2) */
   unsigned max_slots; /* --max-slots: pool size (default 8) */
+  const char *endpoint;   /* --endpoint: serve the pool's stats there
+                             (<qorb/endpoint.h>, for tools/qorbtop);
+                             NULL: none */
+  const char *stats_json; /* --stats-json: write the pool's last stats
+                             there as JSON (/stats.json's document) */
+  unsigned quiet;     /* --quiet: no stats table each second */
 } demo_opts_t;
 
 /* demo_parse_opts() flags. */
@@ -111,10 +121,11 @@ typedef struct demo_opts {
 /*
  * demo_parse_args() over the demos' options: --backends (`backends_help`
  * describes it), --seconds, --threads, --think-ms, --max-slots (at most
- * `max_slots_cap`), and `extra` options of the program's own (`n_extra`,
- * may be 0). Without DEMO_OPTS_DNS in `flags`, --backends is required;
- * with it, --service NAME and --dns-server LIST are taken too and exactly
- * one of --backends and --service must be given.
+ * `max_slots_cap`), --endpoint, --stats-json, --quiet, and `extra` options
+ * of the program's own (`n_extra`, may be 0). Without DEMO_OPTS_DNS in
+ * `flags`, --backends is required; with it, --service NAME and
+ * --dns-server LIST are taken too and exactly one of --backends and
+ * --service must be given.
  */
 int demo_parse_opts(const char *prog, int argc, char **argv, demo_opts_t *o,
                     const char *backends_help, unsigned max_slots_cap,
@@ -161,9 +172,14 @@ typedef struct demo_workload {
  * and run the workload on it as `o` says: o->threads workers
  * claim (waiting up to a second), run one request, release, and pause
  * o->think_ms, until o->seconds are over or SIGINT/SIGTERM arrives; the
- * stats are printed once a second and at the end, with the totals and the
- * failures by code. Closes the pool. Returns the exit status: 0 if any
- * request succeeded.
+ * stats are printed once a second (not with o->quiet) and at the end, with
+ * the totals and the failures by code. With o->endpoint, a stats endpoint
+ * (its own thread) serves the pool meanwhile and the program prints
+ * "stats endpoint: http://HOST:PORT" once it listens; this needs
+ * libqorb-endpoint (otherwise the run fails, saying it is not built).
+ * With o->stats_json, the pool's stats once the workers have stopped are
+ * written there as JSON. Closes the pool. Returns the exit status: 0 if
+ * any request succeeded.
  */
 int demo_run(const demo_opts_t *o, qorb_connector_t *connector,
              const qorb_policy_t *policy, const demo_workload_t *wl);

@@ -3,7 +3,8 @@
 #
 # demo-pg.sh: the PostgreSQL section of the README demo. tools/demo.sh
 # sources this file and runs `demo_pg` (section name "pg"); it relies on
-# demo.sh's helpers: say, die, build_qorb, bin, demo_start_dns/demo_wait, the
+# demo.sh's helpers: say, die, build_qorb, bin, demo_start_dns, demo_watch,
+# demo_stopped/demo_started, demo_wait and demo_summary, the
 # DNS server (dns_service, dns_join, DNS_SERVER), the scratch
 # folder $work and the `pids` array that demo.sh's cleanup stops on exit
 # (also on Ctrl-C).
@@ -13,12 +14,13 @@
 # SRV records _pg._tcp.demo.local. (in demo.sh's unbound, 2 s TTLs) list
 # the first two (targets pg1 and pg2.demo.local); a qorb-pg pool driven by
 # examples/pg/pg_demo.c finds them through DNS (worker threads running
-# small transactions, the pool's and the resolver's stats once a second).
+# small transactions), shown by tools/qorbtop.
 # At ~4 s the third server is added to the records (pg3.demo.local): the
 # resolver reports three backends and the new one takes claims. At ~8 s
 # the second server gets a fast restart: its sessions are killed, the pool
 # notices, claims move to the others, libpq's words show in last_error,
-# and the server comes back online by itself at ~11 s.
+# and the server comes back online by itself at ~11 s. The summary says
+# how soon after its restart the pool used it again.
 #
 # PostgreSQL refuses to run as root: as root the servers run as the
 # postgres user (runuser), from a folder inside $work that it can reach.
@@ -104,19 +106,21 @@ demo_pg() {
   say "pg: a qorb-pg pool on $srv (DNS $DNS_SERVER) for ${seconds}s," \
       "$threads threads; pg3 ($b3) joins the records at ~4s, $b2 gets a" \
       "fast restart at ~8s and stays down ~3s"
-  demo_start_dns "$demo" "$srv" "$seconds" "$threads"
+  demo_start_dns pg "$demo" "$srv" "$seconds" "$threads"
 
-  sleep 4
+  demo_watch 4
   dns_join "$srv" pg3 55437
-  sleep 4
-  printf '\n*** pg_ctl stop -m fast on %s (its sessions are terminated) ***\n\n' "$b2"
+  demo_watch 4
+  demo_stopped "$b2" "pg_ctl stop -m fast on $b2 (its sessions are terminated)"
   pg_demo_stop two "$pid2"
-  sleep 3
-  printf '\n*** starting %s again ***\n\n' "$b2"
+  demo_watch 3
+  demo_started "$b2" "starting $b2 again"
   pg_demo_start two 127.0.0.3 55436
   pid2=$pg_demo_pid
 
+  demo_watch "$((seconds - 11))"
   demo_wait
+  demo_summary
   pg_demo_stop three "$pid3"
   pg_demo_stop two "$pid2"
   pg_demo_stop one "$pid1"

@@ -153,6 +153,8 @@ expect_exit2 "JSON that is not qorb stats" --once "127.0.0.1:$(cat "$tmp/other.p
 serve_canned "$tmp/notjson.port" 'HTTP/1.0 200 OK\r\n\r\n<html>hello</html>'
 expect_exit2 "an answer that is not JSON" --json "127.0.0.1:$(cat "$tmp/notjson.port")"
 expect_exit2 "bad interval" --interval 0 "$ep"
+expect_exit2 "--duration with --once" --once --duration 1 "$ep"
+expect_exit2 "zero --duration" --duration 0 "$ep"
 
 # ---- a Unix socket
 start_target unix --unix "$tmp/stats.sock"
@@ -191,16 +193,29 @@ done
 grep -q 'PAUSED' <<<"$screen" || fail "live: p did not pause"
 echo "ok: live view paused"
 
+# view_ends WHAT SECONDS: the view's tmux session ends within SECONDS and
+# qorbtop exited 0.
+view_ends() {
+  for _ in $(seq $(($2 * 10))); do
+    tmux -L "$tsock" has-session -t top 2>/dev/null || break
+    sleep 0.1
+  done
+  if tmux -L "$tsock" has-session -t top 2>/dev/null; then
+    fail "live: $1 did not end the view within $2 s"
+  fi
+  [ "$(cat "$tmp/live.rc" 2>/dev/null)" = 0 ] ||
+    fail "live: $1: exit status $(cat "$tmp/live.rc" 2>/dev/null)"
+  echo "ok: live view ended on $1"
+}
+
 tmux -L "$tsock" send-keys -t top q
-for _ in $(seq 50); do
-  tmux -L "$tsock" has-session -t top 2>/dev/null || break
-  sleep 0.1
-done
-if tmux -L "$tsock" has-session -t top 2>/dev/null; then
-  fail "live: q did not quit within 5 s"
-fi
-[ "$(cat "$tmp/live.rc" 2>/dev/null)" = 0 ] || fail "live: exit status $(cat "$tmp/live.rc" 2>/dev/null)"
-echo "ok: live view quit on q"
+view_ends q 5
+
+# --duration ends the full-screen view by itself, with status 0.
+rm -f "$tmp/live.rc"
+tmux -L "$tsock" -f /dev/null new-session -d -x 80 -y 24 -s top \
+  "python3 '$qorbtop' --interval 0.3 --duration 1 '$ep'; echo \$? >'$tmp/live.rc'"
+view_ends "--duration 1" 15
 
 # The targets end, with status 0, on SIGTERM.
 for p in "$tcp_pid" "$unix_pid"; do
