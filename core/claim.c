@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
@@ -58,6 +59,15 @@ static void hint_set(qorb_pool_t *p, unsigned idx) {
 _Thread_local const qorb_pool_t *qorb__tl_own_pool
     __attribute__((tls_model("initial-exec")));
 
+/*
+ * May a claim that did not queue take an idle connection now? Yes unless
+ * a queued claim is due (older than waiter_priority_us, or asynchronous):
+ * then releases go to the queue's head.
+ */
+static int may_pass(qorb_pool_t *p) {
+  return atomic_load(&p->nwaiters) == 0 || atomic_load(&p->ndue) == 0;
+}
+
 int qorb__claim_reason(qorb_pool_t *p) {
   if (atomic_load_explicit(&p->closing, RELAXED)) return QORB_ESHUTDOWN;
   if (atomic_load_explicit(&p->pub_backends, RELAXED) == 0)
@@ -70,35 +80,52 @@ int qorb__claim_reason(qorb_pool_t *p) {
 /* ---------------------------------------------------------------------- */
 /* The fast path                                                           */
 
-static qorb_claim_t *grab_idle(qorb_pool_t *p) {
-  unsigned i, n = p->cap;
+/* An IDLE slot whose reset answer is still to be read (reset_send). */
+static int slot_pending(const qorb_claim_t *s) {
+  return (atomic_load_explicit(&s->flags, RELAXED) & QORB__F_PENDING) != 0;
+}
+
+static int grab_cas(qorb_claim_t *s) {
+  int idle = QORB__S_IDLE;
+  return atomic_compare_exchange_strong_explicit(
+      &s->state, &idle, QORB__S_CLAIMED, memory_order_acquire, RELAXED);
+}
+
+/*
+ * Take an IDLE slot: the thread's last one if it is clean, else the first
+ * clean one in the scan order. With `pend`, and no clean one, a slot whose
+ * reset answer is still on its way (the caller then reads it: only a
+ * blocking claimant may). A clean connection is preferred, so that a reset
+ * in flight makes nobody wait while a spare is there.
+ */
+static qorb_claim_t *grab_idle(qorb_pool_t *p, int pend) {
+  unsigned i, n = p->cap, pass;
   qorb_claim_t *s;
-  int idle;
+  int seen = 0;
 
   if (tl_hint.pool == p && tl_hint.idx < n &&
       tl_hint.epoch == atomic_load_explicit(&p->order_epoch, RELAXED)) {
     s = &p->slots[tl_hint.idx];
-    idle = QORB__S_IDLE;
     if (atomic_load_explicit(&s->state, RELAXED) == QORB__S_IDLE &&
-        atomic_compare_exchange_strong_explicit(&s->state, &idle,
-                                                QORB__S_CLAIMED,
-                                                memory_order_acquire,
-                                                RELAXED))
+        !slot_pending(s) && grab_cas(s))
       return s;
   }
-  for (i = 0; i < n; i++) {
-    uint32_t idx = atomic_load_explicit(&p->order[i], RELAXED);
-    if (idx >= n) continue;
-    s = &p->slots[idx];
-    if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_IDLE) continue;
-    idle = QORB__S_IDLE;
-    if (atomic_compare_exchange_strong_explicit(&s->state, &idle,
-                                                QORB__S_CLAIMED,
-                                                memory_order_acquire,
-                                                RELAXED)) {
-      hint_set(p, idx);
-      return s;
+  for (pass = 0; pass < 2; pass++) {
+    for (i = 0; i < n; i++) {
+      uint32_t idx = atomic_load_explicit(&p->order[i], RELAXED);
+      if (idx >= n) continue;
+      s = &p->slots[idx];
+      if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_IDLE) continue;
+      if (pass == 0 && slot_pending(s)) {
+        seen = 1;
+        continue;
+      }
+      if (grab_cas(s)) {
+        hint_set(p, idx);
+        return s;
+      }
     }
+    if (!pend || !seen) break;
   }
   return NULL;
 }
@@ -123,14 +150,16 @@ static int to_loop_locked(qorb_pool_t *p, qorb_claim_t *s) {
  * dead one goes to the loop as broken and the scan goes on. `locked`: the
  * caller holds mu.
  */
-static qorb_claim_t *grab_valid(qorb_pool_t *p, int locked) {
+static qorb_claim_t *grab_valid(qorb_pool_t *p, int locked, int pend) {
   qorb_claim_t *s;
   unsigned tries;
-  if (p->validate_ms == 0) return grab_idle(p);
+  if (p->validate_ms == 0) return grab_idle(p, pend);
   for (tries = 0; tries < p->cap; tries++) {
     int64_t idle;
     int rc;
-    if ((s = grab_idle(p)) == NULL) return NULL;
+    if ((s = grab_idle(p, pend)) == NULL) return NULL;
+    /* Its reset's answer is read next: that looks at it. */
+    if (slot_pending(s)) return s;
     idle = qorb__coarse_ms() - atomic_load_explicit(&s->idle_since_ms, RELAXED);
     if (idle <= (int64_t)p->validate_ms) return s;
     if ((rc = p->cops->peek(p->cctx, s->conn)) == 0) return s;
@@ -141,6 +170,33 @@ static qorb_claim_t *grab_valid(qorb_pool_t *p, int locked) {
     if (!locked) qorb__pool_unlock(p);
   }
   return NULL;
+}
+
+/*
+ * A blocking claimant's last step before it owns `s`: read the answer to
+ * the reset its releaser sent (reset_finish, waiting up to
+ * recycle_timeout_ms). Returns 0, or -1 when the reset failed: the slot
+ * went to the loop to be closed and the claim must look again.
+ */
+static int claim_settle(qorb_pool_t *p, qorb_claim_t *s) {
+  int rc;
+  if (!slot_pending(s)) return 0;
+  s->reset_err[0] = '\0';
+  rc = p->cops->reset_finish(p->cctx, s->conn, (int)p->reset_wait_ms,
+                             s->reset_err, sizeof(s->reset_err));
+  atomic_fetch_and_explicit(&s->flags, ~QORB__F_PENDING, RELAXED);
+  if (rc == 0) {
+    s->reset_err[0] = '\0';
+    return 0;
+  }
+  if (s->reset_err[0] == '\0')
+    snprintf(s->reset_err, sizeof(s->reset_err), "reset: %s",
+             qorb_strerror(rc));
+  s->release_broken = rc < 0 ? rc : QORB_ERECYCLE;
+  pthread_mutex_lock(&p->mu);
+  (void)to_loop_locked(p, s);
+  qorb__pool_unlock(p);
+  return -1;
 }
 
 /*
@@ -209,8 +265,8 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
   if (atomic_load_explicit(&p->closing, RELAXED)) {
     return claim_refused(p, id, QORB_ESHUTDOWN);
   }
-  /* Queued claims are served first: no barging past them. */
-  if (atomic_load(&p->nwaiters) == 0 && (s = grab_valid(p, 0)) != NULL) {
+  /* No passing a queued claim that is due; no reset answer to wait for. */
+  if (may_pass(p) && (s = grab_valid(p, 0, 0)) != NULL) {
     *claim = claim_taken(s, file, line, id);
     return 0;
   }
@@ -229,12 +285,22 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
 /* ---------------------------------------------------------------------- */
 /* The queue of waiting claims                                             */
 
+/* From now on `w` is not passed: releases go to the queue's head. */
+static void waiter_due_locked(qorb_pool_t *p, qorb__waiter_t *w) {
+  if (w->due) return;
+  w->due = 1;
+  atomic_fetch_add(&p->ndue, 1);
+}
+
 /* Give `s` (already CLAIMED, or NULL with a failure) to waiter `w`. */
 static void waiter_give_locked(qorb_pool_t *p, qorb__waiter_t *w,
                                qorb_claim_t *s, int status) {
   qorb__list_remove(&w->link);
   qorb__list_remove(&w->alink); /* harmless when not on to_arm */
   atomic_fetch_sub(&p->nwaiters, 1);
+  if (w->due) atomic_fetch_sub(&p->ndue, 1);
+  if (!w->blocking) atomic_fetch_sub(&p->nasync, 1);
+  w->due = 0;
   w->slot = s;
   w->status = status;
   w->done = 1;
@@ -270,7 +336,11 @@ static qorb__waiter_t *waiter_head(qorb_pool_t *p) {
 
 int qorb__offer_locked(qorb_pool_t *p, qorb_claim_t *s, int from) {
   qorb__waiter_t *w = waiter_head(p);
-  if (w == NULL || !qorb__slot_cas_state(s, from, QORB__S_CLAIMED))
+  /* A reset answer still to read is a blocking claimant's to wait for; the
+     loop reads it for an asynchronous one (the idle watch) and offers the
+     slot again. */
+  if (w == NULL || (!w->blocking && slot_pending(s)) ||
+      !qorb__slot_cas_state(s, from, QORB__S_CLAIMED))
     return QORB__OFFER_KEPT;
   waiter_give_locked(p, w, s, 0);
   return w->blocking ? QORB__OFFER_POSTED : QORB__OFFER_ASYNC;
@@ -295,11 +365,10 @@ static qorb_claim_t *claim_spin(qorb_pool_t *p, int timeout_ms) {
   qorb_claim_t *s;
   int spins;
   for (spins = 0; spins < 4; spins++) {
-    if (atomic_load_explicit(&p->closing, RELAXED) ||
-        atomic_load(&p->nwaiters) != 0 ||
+    if (atomic_load_explicit(&p->closing, RELAXED) || !may_pass(p) ||
         atomic_load_explicit(&p->all_failed, RELAXED))
       break;
-    if ((s = grab_valid(p, 0)) != NULL) return s;
+    if ((s = grab_valid(p, 0, 1)) != NULL) return s;
     if (timeout_ms == 0 || atomic_load_explicit(&p->pub_online, RELAXED) == 0)
       break;
     sched_yield();
@@ -318,7 +387,7 @@ static int claim_enqueue_locked(qorb_pool_t *p, qorb__waiter_t *w,
   *got = NULL;
   if (atomic_load_explicit(&p->closing, RELAXED)) return QORB_ESHUTDOWN;
   if (atomic_load_explicit(&p->all_failed, RELAXED)) return QORB_ENOTONLINE;
-  if (qorb__list_empty(&p->waiters) && (s = grab_valid(p, 1)) != NULL) {
+  if (may_pass(p) && (s = grab_valid(p, 1, 1)) != NULL) {
     *got = s;
     return 0;
   }
@@ -332,9 +401,10 @@ static int claim_enqueue_locked(qorb_pool_t *p, qorb__waiter_t *w,
   sem_init(&w->sem, 0, 0);
   qorb__list_push_back(&p->waiters, &w->link);
   atomic_fetch_add(&p->nwaiters, 1);
+  if (p->policy.waiter_priority_us == 0) waiter_due_locked(p, w);
   p->inflight++;
   /* Scan once more: a release may have stored IDLE before seeing us. */
-  if ((s = grab_valid(p, 1)) != NULL) {
+  if ((s = grab_valid(p, 1, 1)) != NULL) {
     waiter_give_locked(p, w, s, 0);
     qorb__list_remove(&w->link); /* ours: no post to wait for */
     return 0;
@@ -344,23 +414,55 @@ static int claim_enqueue_locked(qorb_pool_t *p, qorb__waiter_t *w,
   return 0;
 }
 
-/* Sleep until `w` is given a result or the deadline passes. */
-static void claim_sleep(qorb_pool_t *p, qorb__waiter_t *w, int timeout_ms) {
-  struct timespec deadline;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
+static void deadline_after(struct timespec *t, const struct timespec *from,
+                           long long us) {
+  long long ns = (long long)from->tv_nsec + (us % 1000000) * 1000;
+  t->tv_sec = from->tv_sec + (time_t)(us / 1000000) + (time_t)(ns / 1000000000);
+  t->tv_nsec = (long)(ns % 1000000000);
+}
+
+static int before(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec ||
+         (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * Sleep until `w` is given a result or the deadline passes. A waiter that
+ * newcomers may still pass wakes once at waiter_priority_us: it takes a
+ * connection left idle meanwhile (its releaser did not claim again), or
+ * becomes due, and from then on the next release is handed to the queue's
+ * head.
+ */
+static void claim_sleep(qorb_pool_t *p, qorb__waiter_t *w, int timeout_ms,
+                        int due_already) {
+  struct timespec now, deadline, due, *until;
+  int due_armed = !due_already;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  deadline_after(&deadline, &now, (long long)timeout_ms * 1000);
+  deadline_after(&due, &now, (long long)p->policy.waiter_priority_us);
   for (;;) {
-    if (sem_clockwait(&w->sem, CLOCK_MONOTONIC, &deadline) == 0) {
+    until = due_armed && before(&due, &deadline) ? &due : &deadline;
+    if (sem_clockwait(&w->sem, CLOCK_MONOTONIC, until) == 0) {
       QORB_TSAN_ACQUIRE(&w->sem);
       return;
     }
     if (errno == EINTR) continue;
     pthread_mutex_lock(&p->mu);
+    if (!w->done && until == &due) {
+      qorb_claim_t *s;
+      due_armed = 0;
+      /* Due (first, so that a release from now on hands off to us), then
+         one look for a connection left idle. */
+      waiter_due_locked(p, w);
+      if ((s = grab_valid(p, 1, 1)) != NULL) {
+        waiter_give_locked(p, w, s, 0);
+        qorb__list_remove(&w->link); /* ours: no post to wait for */
+        qorb__pool_unlock(p);
+        return;
+      }
+      qorb__pool_unlock(p);
+      continue;
+    }
     if (!w->done) {
       /* Timed out, still queued: leave with the reason. */
       atomic_fetch_add(&p->timeouts, 1);
@@ -383,7 +485,8 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   qorb__waiter_t w;
   qorb_claim_t *got;
   uint64_t id;
-  int rc, served;
+  int rc, served, due;
+  unsigned settles = 0;
 
   if (claim != NULL) *claim = NULL;
   if (p == NULL || claim == NULL) return QORB_EINVAL;
@@ -392,6 +495,7 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   id = probe_claim_id(p);
   if (id != 0) QORB_PROBE(CLAIM_START, p->name, id);
 
+again:
   if ((got = claim_spin(p, timeout_ms)) != NULL) goto taken;
 
   memset(&w, 0, sizeof(w));
@@ -404,11 +508,12 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
     goto taken;
   }
   served = w.done; /* under mu: once queued, w is the givers' too */
+  due = w.due;
   qorb__pool_unlock(p);
   if (!served) {
     /* It waits: the clock is read only off the fast path. */
     uint64_t t0 = QORB__FIGURES ? qorb__now_ns() : 0;
-    claim_sleep(p, &w, timeout_ms);
+    claim_sleep(p, &w, timeout_ms, due);
     if (QORB__FIGURES) qorb__count_wait(p, qorb__now_ns() - t0);
   }
   /*
@@ -426,6 +531,12 @@ int qorb_pool_claim_wait_at(qorb_pool_t *p, int timeout_ms,
   sem_destroy(&w.sem);
   if (got == NULL) return claim_failed(p, id, rc);
 taken:
+  /* A connection whose reset failed went to the loop: look again, a
+     bounded number of times (each was a connection closed). */
+  if (claim_settle(p, got) != 0) {
+    if (++settles <= p->cap) goto again;
+    return claim_failed(p, id, QORB_ERECYCLE);
+  }
   *claim = claim_taken(got, file, line, id);
   return 0;
 }
@@ -467,7 +578,10 @@ int qorb_pool_claim_at(qorb_pool_t *p, int timeout_ms, qorb_claim_cb cb,
   QORB_PROBE(CLAIM_START, p->name, w->id);
   qorb__list_push_back(&p->waiters, &w->link);
   atomic_fetch_add(&p->nwaiters, 1);
-  if (waiter_head(p) == w && (s = grab_valid(p, 1)) != NULL) {
+  /* Never passed by a newcomer: its claimant cannot spin or wake itself. */
+  atomic_fetch_add(&p->nasync, 1);
+  waiter_due_locked(p, w);
+  if (waiter_head(p) == w && (s = grab_valid(p, 1, 0)) != NULL) {
     waiter_give_locked(p, w, s, 0);
   } else if (atomic_load_explicit(&p->all_failed, RELAXED)) {
     qorb__count_failure(p, QORB_ENOTONLINE);
@@ -592,13 +706,20 @@ static void handoff_idle(qorb_pool_t *p, qorb_claim_t *s) {
 /*
  * Give a claimed slot back. Claimant's thread, no lock on the clean path:
  * the connector's needs_recycle says whether the connection needs the loop
- * (a recycle op) or can be stored IDLE at once. `release_broken` is a plain
+ * (a recycle op) or can be stored IDLE at once. A connection that needs
+ * cleaning and whose connector can send the reset from here (reset_send)
+ * is stored IDLE too, marked pending: its next owner reads the answer.
+ * That saves the round trip through the loop thread; the reset itself
+ * still runs before anyone uses the connection. Not on the pool's own
+ * loop thread (an asynchronous claimant must never wait for the answer),
+ * and not while asynchronous claims are queued (they are served by the
+ * loop, which would have to read it first). `release_broken` is a plain
  * field, ordered for the loop by mu with the RELEASED store.
  */
 static int release_impl(qorb_claim_t *h, int broken) {
   qorb_claim_t *s = qorb__handle_slot(h);
   qorb_pool_t *p;
-  int r = 0, claimed = QORB__S_CLAIMED;
+  int r = 0, claimed = QORB__S_CLAIMED, plain;
   if (s == NULL) return QORB_EINVAL;
   /* Released twice, not a claim, or a stale handle of an earlier claim. */
   if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_CLAIMED ||
@@ -609,19 +730,34 @@ static int release_impl(qorb_claim_t *h, int broken) {
     r = p->cops->needs_recycle(p->cctx, s->conn);
   else if (!broken)
     r = (p->cops->recycle != NULL || p->cops->prepare != NULL) ? 1 : 0;
+  /* May it go back to IDLE without the loop (given a clean connection)? */
+  plain = !broken &&
+          !(atomic_load_explicit(&s->flags, RELAXED) &
+            (QORB__F_RETIRE | QORB__F_SUSPECT)) &&
+          !atomic_load_explicit(&p->closing, RELAXED);
+  if (plain && r == 1 && p->cops->reset_send != NULL &&
+      qorb__tl_own_pool != p && atomic_load(&p->nasync) == 0) {
+    int rs = p->cops->reset_send(p->cctx, s->conn);
+    if (rs == 0) {
+      atomic_fetch_or_explicit(&s->flags, QORB__F_PENDING, RELAXED);
+      r = 0;
+    } else if (rs < 0) {
+      r = rs;
+    }
+  }
   QORB_PROBE(HANDLE_RECYCLED, p->name, (uint64_t)s->index,
              s->backend->addr.text, broken || r < 0);
-  if (!broken && r == 0 &&
-      !(atomic_load_explicit(&s->flags, RELAXED) &
-        (QORB__F_RETIRE | QORB__F_SUSPECT)) &&
-      !atomic_load_explicit(&p->closing, RELAXED)) {
+  if (plain && r == 0) {
     hint_set(p, s->index);
     if (p->validate_ms > 0)
       atomic_store_explicit(&s->idle_since_ms, qorb__coarse_ms(), RELAXED);
     /* A CAS, not a store: of two racing releases of one claim, one wins. */
     if (!atomic_compare_exchange_strong(&s->state, &claimed, QORB__S_IDLE))
       return QORB_EINVAL;
-    if (atomic_load(&p->nwaiters) != 0) handoff_idle(p, s);
+    /* A due claim is served first (FIFO among them); until one is due, the
+       connection is anyone's who comes for it, this thread's included. */
+    if (atomic_load(&p->nwaiters) != 0 && atomic_load(&p->ndue) != 0)
+      handoff_idle(p, s);
     return 0;
   }
   s->release_broken = broken ? QORB_EBROKEN : r < 0 ? r : 0;

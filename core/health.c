@@ -79,6 +79,49 @@ void qorb__watch_later(qorb_claim_t *s) {
 }
 
 
+#define QORB__CHECK_RETRY_MS 100
+
+/*
+ * A slot the loop has just taken from IDLE to CHECKING whose releaser sent
+ * a reset (QORB__F_PENDING): read the answer without waiting. Returns 1
+ * when the connection is clean (the reset's round trip counts as a health
+ * check); 0 when the answer is not all there yet (the slot is offered
+ * again, still pending, and looked at when more arrives); -1 when the
+ * reset failed (the connection is closed and replaced).
+ */
+static int slot_settle(qorb_claim_t *s) {
+  qorb_pool_t *p = s->pool;
+  struct qorb__backend *b = s->backend;
+  int rc;
+  s->reset_err[0] = '\0';
+  rc = p->cops->reset_finish(p->cctx, s->conn, 0, s->reset_err,
+                             sizeof(s->reset_err));
+  if (rc == QORB_EAGAIN) {
+    qorb__slot_offer(s);
+    return 0;
+  }
+  atomic_fetch_and_explicit(&s->flags, ~QORB__F_PENDING, RELAXED);
+  if (rc < 0) {
+    /* As a failed recycle: closed, replaced, and its siblings looked at
+       when the backend itself went away. */
+    qorb_op_set_error((qorb_op_t *)s, "%s",
+                      s->reset_err[0] ? s->reset_err : qorb_strerror(rc));
+    s->reset_err[0] = '\0';
+    s->close_cause = QORB_CLOSE_RECYCLE;
+    QORB_PROBE(RECYCLE_FAILED, p->name, (uint64_t)s->index, b->addr.text,
+               rc, qorb_err_name(rc));
+    qorb__slot_failed(s, QORB__FAIL_OP);
+    if (rc == QORB_EGONE) qorb__backend_warn(b, NULL);
+    return -1;
+  }
+  s->checked_at = ev_now(p->loop);
+  return 1;
+}
+
+static int slot_is_pending(const qorb_claim_t *s) {
+  return (atomic_load_explicit(&s->flags, RELAXED) & QORB__F_PENDING) != 0;
+}
+
 static void watch_cb(struct ev_loop *loop, ev_io *w, int revents) {
   qorb_claim_t *s = QORB_CONTAINER_OF(w, qorb_claim_t, watch);
   qorb_pool_t *p = s->pool;
@@ -89,6 +132,11 @@ static void watch_cb(struct ev_loop *loop, ev_io *w, int revents) {
   /* A claimant that took the slot first simply has it. */
   if (!qorb__slot_cas_state(s, QORB__S_IDLE, QORB__S_CHECKING)) {
     if (qorb__slot_state(s) == QORB__S_CLAIMED) qorb__watch_later(s);
+    return;
+  }
+  /* The answer to its releaser's reset, most likely. */
+  if (slot_is_pending(s)) {
+    if (slot_settle(s) == 1) qorb__slot_offer(s);
     return;
   }
   rc = p->cops->peek != NULL ? p->cops->peek(p->cctx, s->conn) : QORB_ECLOSED;
@@ -135,7 +183,6 @@ void qorb__watch_init(qorb_claim_t *s) {
  * claimant is looked at again shortly (a clean release goes back to idle
  * without the loop).
  */
-#define QORB__CHECK_RETRY_MS 100
 void qorb__slot_health_timer(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   ev_tstamp due = s->checked_at + qorb__ms(p->policy.health_interval_ms);
@@ -159,6 +206,15 @@ void qorb__slot_health_timer(qorb_claim_t *s) {
 void qorb__slot_check_now(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   int rc;
+  if (slot_is_pending(s)) {
+    /* Its reset's answer is the check; not there yet: look again soon. */
+    rc = slot_settle(s);
+    if (rc == 1)
+      qorb__slot_offer(s);
+    else if (rc == 0 && qorb__slot_state(s) == QORB__S_IDLE)
+      qorb__slot_timer_start(s, QORB__CHECK_RETRY_MS);
+    return;
+  }
   if (p->cops->check != NULL) {
     qorb__slot_start_op(s, QORB__OP_CHECK, QORB__S_CHECKING,
                   p->policy.health_check_timeout_ms);

@@ -19,11 +19,19 @@ int qorb_connector_new(qorb_connector_t **out, const qorb_connector_ops_t *ops,
     return QORB_EINVAL;
   c = qorb__calloc(1, sizeof(*c));
   if (c == NULL) return QORB_ENOMEM;
-  /* A version-1 table ends at `destroy`: copy no further than that. */
+  /* An older table ends where its version's fields end: copy no further
+     (the rest stays NULL). */
   if (ops->version == 1)
     memcpy(&c->ops, ops, offsetof(qorb_connector_ops_t, idle_fd));
+  else if (ops->version == 2)
+    memcpy(&c->ops, ops, offsetof(qorb_connector_ops_t, reset_send));
   else
     c->ops = *ops;
+  /* One without the other is no use: the pair or neither. */
+  if (c->ops.reset_send == NULL || c->ops.reset_finish == NULL) {
+    c->ops.reset_send = NULL;
+    c->ops.reset_finish = NULL;
+  }
   c->ctx = ctx;
   *out = c;
   return 0;

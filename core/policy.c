@@ -43,6 +43,7 @@ static void policy_defaults(qorb_policy_t *p) {
   p->leak_threshold_ms = 0;
   p->fail_fast_after_ms = 10000;
   p->validate_idle_ms = 0;
+  p->waiter_priority_us = 1000;
 }
 
 void qorb_policy_init_(qorb_policy_t *p, size_t size) {
@@ -113,5 +114,7 @@ int qorb_policy_validate(const qorb_policy_t *in, char *err, size_t errlen) {
     return policy_bad(err, errlen, "failure_window_ms must be at least 1");
   if (p->max_lifetime_ms != 0 && p->max_lifetime_ms < 100)
     return policy_bad(err, errlen, "max_lifetime_ms must be 0 or at least 100");
+  if (p->waiter_priority_us > 1000000)
+    return policy_bad(err, errlen, "waiter_priority_us must be 0 to 1000000");
   return 0;
 }

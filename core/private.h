@@ -105,6 +105,9 @@ enum qorb__op_kind {
 #define QORB__F_SUSPECT 2u /* a sibling died while this one was claimed:
                               its release goes through the loop, which
                               looks at it before anyone else may claim it */
+#define QORB__F_PENDING 4u /* its releaser sent the reset (reset_send) and
+                              stored it IDLE: whoever takes it next reads
+                              the answer (reset_finish) before using it */
 
 struct qorb__backend;
 
@@ -155,6 +158,9 @@ struct qorb_claim {
                                     this claim (qorb__coarse_ms), 0: none */
   int close_cause;             /* QORB_CLOSE_* the next close counts as,
                                   -1: taken from the slot's situation */
+  /* Why a claimant's reset_finish failed: written before it hands the slot
+     to the loop (under mu), read by the loop after. */
+  char reset_err[160];
 };
 
 /* One slot set: everything about one backend. */
@@ -188,6 +194,7 @@ struct qorb__backend {
 typedef struct qorb__waiter {
   qorb__list_t link;      /* [mu] pool->waiters, ->completed or ->to_post */
   int blocking;
+  int due;                /* [mu] counted in pool->ndue */
   int done;               /* [mu] */
   int status;             /* [mu] */
   qorb_claim_t *slot;     /* [mu] */
@@ -219,6 +226,12 @@ struct qorb_pool {
   _Atomic uint32_t *order;       /* [any] scan order, best backends first */
   _Atomic unsigned order_epoch;  /* [any] bumped when `order` changes */
   _Atomic unsigned nwaiters;     /* [any] queued claims */
+  _Atomic unsigned ndue;         /* [any, written under mu] queued claims
+                                    that newcomers may no longer pass:
+                                    older than waiter_priority_us, and
+                                    every asynchronous one */
+  _Atomic unsigned nasync;       /* [any, written under mu] queued
+                                    asynchronous claims */
   _Atomic int closing;           /* [any] */
   _Atomic int all_failed;        /* [any] every known backend has failed */
   _Atomic unsigned pub_backends; /* [any] for failure reasons */
@@ -228,6 +241,8 @@ struct qorb_pool {
   unsigned validate_ms;          /* validate_idle_ms, 0 without a peek op:
                                     read by every claim and release, so
                                     kept on this line */
+  unsigned reset_wait_ms;        /* recycle_timeout_ms: a claimant's wait
+                                    for a reset's answer (reset_finish) */
   const qorb_connector_ops_t *cops;
   void *cctx;
   char name[64];

@@ -472,6 +472,14 @@ void qorb__slot_released(qorb_claim_t *s) {
   if (s->release_broken) {
     struct qorb__backend *b = s->backend;
     s->close_cause = QORB_CLOSE_BROKEN;
+    if (s->reset_err[0] != '\0') {
+      /* A claimant read a failed answer to its releaser's reset. */
+      qorb_op_set_error((qorb_op_t *)s, "%s", s->reset_err);
+      s->reset_err[0] = '\0';
+      s->close_cause = QORB_CLOSE_RECYCLE;
+      QORB_PROBE(RECYCLE_FAILED, p->name, (uint64_t)s->index, b->addr.text,
+                 s->release_broken, qorb_err_name(s->release_broken));
+    }
     if (p->closing_loop || b->removed || s->retiring) {
       qorb__slot_free(s);
       return;

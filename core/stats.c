@@ -223,6 +223,7 @@ int qorb_pool_stats(qorb_pool_t *p, qorb_pool_stats_t *st,
   out.backend_size = st->backend_size;
   out.closing = atomic_load_explicit(&p->closing, RELAXED);
   out.waiters = atomic_load_explicit(&p->nwaiters, RELAXED);
+  out.waiters_due = atomic_load_explicit(&p->ndue, RELAXED);
   out.timeouts = atomic_load_explicit(&p->timeouts, RELAXED);
   out.claim_failures = atomic_load_explicit(&p->claim_failures, RELAXED);
   out.queue_full = atomic_load_explicit(&p->queue_full, RELAXED);

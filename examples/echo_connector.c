@@ -357,6 +357,8 @@ static const qorb_connector_ops_t echo_ops = {
     NULL, /* destroy */
     echo_idle_fd,
     echo_peek,
+    NULL, /* reset_send: nothing to reset */
+    NULL, /* reset_finish */
 };
 
 int echo_connector_new(qorb_connector_t **out) {

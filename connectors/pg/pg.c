@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "../conn_wait.h"
 #include "pg_int.h"
 
 /* A tag at the start of every connection, so that qorb_pg_conn() refuses a
@@ -75,6 +76,8 @@ typedef struct pg_conn {
   int in_recovery;    /* from the role query: 1, 0, -1 unknown */
   int fresh;          /* connected, acquire SQL already run: the prepare
                          that follows a connect has nothing to do */
+  int reset_pending;  /* pg_reset_send sent the reset SQL; its answer is
+                         still to be read (pg_reset_finish) */
   /* libpq's defaults, put back at each release */
   PQnoticeReceiver notice_receiver;
   PQnoticeProcessor notice_processor;
@@ -632,6 +635,91 @@ static int pg_needs_recycle(void *vctx, void *vconn) {
   return 0;
 }
 
+/*
+ * The reset without the pool loop: the releasing thread sends the reset SQL
+ * (DISCARD ALL by default) and returns; the next owner reads the answer
+ * (pg_reset_finish) before the connection is used. Only for the common
+ * case: an idle session in blocking mode with no acquire SQL to run after
+ * the reset. An open transaction (ROLLBACK first, as its own statement)
+ * or acquire SQL goes through pg_recycle on the loop, as before.
+ */
+static int pg_reset_send(void *vctx, void *vconn) {
+  pg_ctx_t *ctx = vctx;
+  pg_conn_t *c = vconn;
+
+  if (!ctx->reset_sql || ctx->acquire_sql || PQisnonblocking(c->pg) ||
+      PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+    return 1;
+  /* Blocking mode: the few bytes go out at once (the socket's buffer is
+     empty on an idle connection); the answer is not waited for. */
+  if (!PQsendQuery(c->pg, ctx->reset_sql))
+    return PQstatus(c->pg) == CONNECTION_BAD ? QORB_EGONE : QORB_EBROKEN;
+  c->reset_pending = 1;
+  return 0;
+}
+
+/* "reset: " and the first line of `msg` (libpq's own error when NULL). */
+static void pg_reset_error(pg_conn_t *c, const char *msg, char *err,
+                           size_t errlen) {
+  if (err == NULL || errlen == 0 || err[0] != '\0') return; /* keep the first */
+  if (!msg || !*msg) msg = PQerrorMessage(c->pg);
+  if (msg && *msg)
+    snprintf(err, errlen, "reset: %.*s", qorb__pg_first_line_len(msg), msg);
+  else
+    snprintf(err, errlen, "reset: connection lost");
+}
+
+/* Read the reset's answer: every result, without waiting when wait_ms is
+   0 (QORB_EAGAIN while it is not all there), else up to wait_ms. */
+static int pg_reset_finish(void *vctx, void *vconn, int wait_ms, char *err,
+                           size_t errlen) {
+  pg_conn_t *c = vconn;
+  int failed = 0, gone = 0;
+  int64_t deadline = wait_ms > 0 ? qorb__conn_mono_ms() + wait_ms : 0;
+  (void)vctx;
+
+  if (!c->reset_pending) return 0;
+  for (;;) {
+    PGresult *res;
+    int w;
+
+    if (!PQconsumeInput(c->pg)) break; /* the connection failed */
+    while (!PQisBusy(c->pg)) {
+      res = PQgetResult(c->pg);
+      if (res == NULL) {
+        c->reset_pending = 0;
+        pg_drop_notifies(c);
+        if (gone) return QORB_EGONE;
+        return failed ? QORB_ERECYCLE : 0;
+      }
+      switch (PQresultStatus(res)) {
+        case PGRES_COMMAND_OK:
+        case PGRES_TUPLES_OK:
+        case PGRES_EMPTY_QUERY:
+          break;
+        default:
+          failed = 1;
+          if (qorb__pg_sqlstate_gone(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+            gone = 1;
+          pg_reset_error(c, PQresultErrorMessage(res), err, errlen);
+          break;
+      }
+      PQclear(res);
+    }
+    if (wait_ms <= 0) return QORB_EAGAIN;
+    if (PQsocket(c->pg) < 0) break;
+    w = qorb__conn_wait(PQsocket(c->pg), POLLIN, deadline);
+    if (w == 0) {
+      if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "reset: no answer in %d ms", wait_ms);
+      return QORB_ETIMEDOUT;
+    }
+    if (w < 0) break;
+  }
+  pg_reset_error(c, NULL, err, errlen);
+  return PQstatus(c->pg) == CONNECTION_BAD ? QORB_EGONE : QORB_ERECYCLE;
+}
+
 static void pg_close(void *vctx, void *vconn) {
   pg_conn_t *c = vconn;
   (void)vctx;
@@ -749,7 +837,8 @@ static void pg_destroy(void *vctx) { qorb__pg_ctx_free(vctx); }
     .connect = pg_connect, .check = pg_check, .prepare = (prepare_op),    \
     .recycle = pg_recycle, .needs_recycle = pg_needs_recycle,             \
     .close = pg_close, .destroy = pg_destroy, .idle_fd = pg_idle_fd,      \
-    .peek = pg_peek                                                       \
+    .peek = pg_peek, .reset_send = pg_reset_send,                         \
+    .reset_finish = pg_reset_finish                                       \
   }
 
 static const qorb_connector_ops_t pg_ops = PG_OPS(pg_prepare);

@@ -203,6 +203,17 @@ static int qr_needs_recycle(void *ctx, void *conn) {
   return 1;
 }
 
+static int qr_reset_send(void *ctx, void *conn) {
+  (void)ctx;
+  return qorb__redis_blk_reset_send(conn);
+}
+
+static int qr_reset_finish(void *ctx, void *conn, int wait_ms, char *err,
+                           size_t errlen) {
+  (void)ctx;
+  return qorb__redis_blk_reset_finish(conn, wait_ms, err, errlen);
+}
+
 static int qr_idle_fd(void *ctx, void *conn) {
   (void)ctx;
   return qr_fd(conn);
@@ -252,6 +263,8 @@ const qorb_connector_ops_t qorb__redis_ops = {
     .destroy = qr_destroy,
     .idle_fd = qr_idle_fd,
     .peek = qorb__redis_peek,
+    .reset_send = qr_reset_send,
+    .reset_finish = qr_reset_finish,
 };
 
 /* ------------------------------------------------------------------------

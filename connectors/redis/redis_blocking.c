@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../conn_wait.h"
 #include "redis_int.h"
 
 /* ------------------------------------------------------------------------
@@ -351,4 +352,99 @@ int qorb__redis_blk_connect(qr_conn_t *k, const qorb_addr_t *addr) {
   k->io_events = EV_WRITE;
   ev_io_start(k->loop, &k->io);
   return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Blocking flavour: the recycle on the releasing thread and the next owner's
+ * ------------------------------------------------------------------------ */
+
+int qorb__redis_blk_reset_send(qr_conn_t *k) {
+  int rc, done = 0;
+
+  /* Raw I/O only: over TLS the bytes go through hiredis's TLS layer,
+   * which needs the socket non-blocking (a mode switch per release). */
+  if (k->c == NULL || !k->raw || k->op != NULL || k->reset_pending) return 1;
+  k->opkind = QR_OP_RECYCLE;
+  if ((rc = qorb__redis_build(k, QR_OP_RECYCLE)) != 0) {
+    k->broken = 1;
+    return rc;
+  }
+  if ((rc = qr_blk_send(k, &done)) != 0) {
+    k->broken = 1;
+    return rc < 0 ? rc : QORB_EBROKEN;
+  }
+  /* Whatever did not fit (never, on an idle socket) is sent by the
+   * finish. */
+  k->reset_pending = 1;
+  return 0;
+}
+
+/* Check every complete reply in the reader: 1 when the pipeline has been
+ * answered in full, 0 when more is to come, or a negative code. */
+static int qr_blk_reset_drain(qr_conn_t *k) {
+  for (;;) {
+    void *reply = NULL;
+    int rc;
+
+    if (redisGetReplyFromReader(k->c, &reply) != REDIS_OK) {
+      qorb__redis_err(k, "protocol error: %s", k->c->errstr);
+      return QORB_EPROTO;
+    }
+    if (reply == NULL) return 0;
+    if (k->next >= k->nsteps) {
+      freeReplyObject(reply);
+      qorb__redis_err(k, "unexpected reply");
+      return QORB_EPROTO;
+    }
+    rc = qorb__redis_reply(k, (enum qr_step)k->steps[k->next], reply);
+    freeReplyObject(reply);
+    if (rc < 0) return rc;
+    if (rc == 0 && ++k->next == k->nsteps) {
+      if (k->c->reader->pos < k->c->reader->len) {
+        qorb__redis_err(k, "unexpected data after the last reply");
+        return QORB_EPROTO;
+      }
+      return 1;
+    }
+  }
+}
+
+int qorb__redis_blk_reset_finish(qr_conn_t *k, int wait_ms, char *err,
+                                 size_t errlen) {
+  int64_t deadline = wait_ms > 0 ? qorb__conn_mono_ms() + wait_ms : 0;
+  int rc;
+
+  if (!k->reset_pending) return 0;
+  k->errout = err;
+  k->errout_len = errlen;
+  for (;;) {
+    int done = 0, w;
+
+    if (qr_blk_unsent(k) && (rc = qr_blk_send(k, &done)) != 0) break;
+    if ((rc = qr_blk_recv(k)) != 0) break;
+    if ((rc = qr_blk_reset_drain(k)) != 0) break;
+    if (wait_ms <= 0) {
+      k->errout = NULL;
+      return QORB_EAGAIN;
+    }
+    w = qorb__conn_wait(k->c->fd,
+                        (short)(POLLIN | (qr_blk_unsent(k) ? POLLOUT : 0)),
+                        deadline);
+    if (w == 0) {
+      qorb__redis_err(k, "no answer in %d ms", wait_ms);
+      rc = QORB_ETIMEDOUT;
+      break;
+    }
+    if (w < 0) {
+      qorb__redis_err(k, "poll: %s", strerror(errno));
+      rc = QORB_ERECYCLE;
+      break;
+    }
+  }
+  k->reset_pending = 0;
+  k->errout = NULL;
+  if (rc == 1) return 0;
+  k->broken = 1;
+  if (rc == QORB_EGONE) k->gone = 1;
+  return rc;
 }

@@ -92,6 +92,12 @@ typedef struct qr_conn {
   int broken;      /* an op failed or the connection died: never reuse */
   int gone;        /* ... because the server went away (QORB_EGONE) */
   int sigpipe_guard; /* SIGPIPE is neither ignored nor blocked */
+  int reset_pending; /* blocking, raw: the recycle pipeline was sent by the
+                        releasing thread (qorb__redis_blk_reset_send); its
+                        replies are still to be read */
+  char *errout;      /* with no op: where qorb__redis_err writes (the
+                        first failure only), NULL: nowhere */
+  size_t errout_len;
 
   /* blocking flavour */
   redisContext *c;
@@ -132,7 +138,7 @@ int qorb__redis_reply(qr_conn_t *k, enum qr_step step, const redisReply *r);
 int qorb__redis_opcode(enum qr_op kind);
 
 /* Record the detail of a failure of the op in flight, prefixed with the
-   op's name. Nothing when no op is in flight. */
+   op's name; with no op, into k->errout if set; else nothing. */
 void qorb__redis_err(qr_conn_t *k, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -214,5 +220,18 @@ int qorb__redis_sigpipe_needed(void);
 void qorb__redis_sigpipe_block(qr_sigpipe_t *g);
 /* ... and put the mask back, consuming a SIGPIPE the write raised. */
 void qorb__redis_sigpipe_restore(qr_sigpipe_t *g);
+
+/*
+ * The recycle without the pool loop (the connector's reset_send and
+ * reset_finish), for a raw blocking connection: the releasing thread sends
+ * the recycle pipeline; the next owner reads and checks its replies.
+ * reset_send returns 0 (sent), 1 (not for this connection: TLS, the async
+ * flavour) or a negative code (broken). reset_finish returns 0 (clean),
+ * QORB_EAGAIN (wait_ms 0 and not all there) or a negative code with the
+ * reason in err.
+ */
+int qorb__redis_blk_reset_send(qr_conn_t *k);
+int qorb__redis_blk_reset_finish(qr_conn_t *k, int wait_ms, char *err,
+                                 size_t errlen);
 
 #endif /* QORB_REDIS_INT_H */

@@ -48,11 +48,16 @@ void qorb__redis_err(qr_conn_t *k, const char *fmt, ...) {
   char buf[256];
   va_list ap;
 
-  if (k->op == NULL) return;
+  if (k->op == NULL && (k->errout == NULL || k->errout_len == 0 ||
+                        k->errout[0] != '\0'))
+    return;
   va_start(ap, fmt);
   vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
-  qorb_op_set_error(k->op, "%s: %s", qr_opname(k->opkind), buf);
+  if (k->op != NULL)
+    qorb_op_set_error(k->op, "%s: %s", qr_opname(k->opkind), buf);
+  else
+    snprintf(k->errout, k->errout_len, "%s: %s", qr_opname(k->opkind), buf);
 }
 
 /*

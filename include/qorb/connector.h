@@ -34,11 +34,13 @@ typedef struct qorb_op qorb_op_t;
 typedef struct qorb_connector qorb_connector_t;
 
 /*
- * The op table's version. 2 added `idle_fd` and `peek`; a table of version
- * 1 (without them) is still accepted, and its idle connections are found
- * dead only by `check`.
+ * The op table's version. 2 added `idle_fd` and `peek`; 3 added
+ * `reset_send` and `reset_finish`. Tables of versions 1 and 2 are still
+ * accepted: without `peek`, idle connections are found dead only by
+ * `check`; without `reset_send`, every release that needs cleaning goes
+ * through `recycle` on the pool loop.
  */
-#define QORB_CONNECTOR_OPS_VERSION 2
+#define QORB_CONNECTOR_OPS_VERSION 3
 
 /**
  * The connector op table. Keep it `static const`. Every op runs on the pool
@@ -139,6 +141,39 @@ typedef struct qorb_connector_ops {
    * dead.
    */
   int (*peek)(void *ctx, void *conn);
+
+  /* ---- version 3 ---- */
+
+  /**
+   * Clean a released connection without the pool loop: send the reset on
+   * the releasing thread and return without waiting for its answer; the
+   * next owner reads the answer with `reset_finish` before anyone uses the
+   * connection. Called on the releasing thread (never the pool loop's)
+   * when needs_recycle said 1, on a connection nobody else touches.
+   * Returns 0 when the reset is on its way (the connection goes back to
+   * the idle set at once, marked as waiting for `reset_finish`), 1 when
+   * this release needs `recycle` on the loop after all (an open
+   * transaction, say; nothing was sent), a negative code when the
+   * connection is broken (it is closed). It may write to the socket
+   * (a short, non-blocking send) but never waits for the server. NULL:
+   * every release that needs cleaning goes to `recycle`. Needs
+   * `reset_finish`.
+   */
+  int (*reset_send)(void *ctx, void *conn);
+
+  /**
+   * Read the answer to the reset that `reset_send` sent, on whichever
+   * thread owns the connection now: a claimant's, before its claim returns
+   * (`wait_ms` > 0: wait up to that long), or the pool loop's (`wait_ms`
+   * 0: never wait; return QORB_EAGAIN while the answer is not all there,
+   * and the loop looks again when the socket is readable). Returns 0 when
+   * the connection is clean, or a negative code when the reset failed or
+   * timed out (the connection is closed, never handed out); then it may
+   * write why into `err` (`errlen` bytes, given empty), which becomes the
+   * backend's last error.
+   */
+  int (*reset_finish)(void *ctx, void *conn, int wait_ms, char *err,
+                      size_t errlen);
 } qorb_connector_ops_t;
 
 /**

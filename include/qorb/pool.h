@@ -95,6 +95,18 @@ typedef struct qorb_policy {
                                      closed and the claim takes another).
                                      0 = off (0): idle connections are
                                      watched by the pool loop anyway */
+  unsigned waiter_priority_us;  /**< a queued claim that has waited this
+                                     long is served before any claim that
+                                     did not queue: the next connection
+                                     released goes to the oldest such claim
+                                     (FIFO among them). Until then a thread
+                                     that releases and claims again, or
+                                     arrives while a connection is idle,
+                                     may take it first, which saves the
+                                     hand-off's thread wake-up. Queued
+                                     asynchronous claims are never passed.
+                                     0 = strict FIFO; at most 1000000
+                                     (1000, one millisecond) */
 } qorb_policy_t;
 
 /** Fill `p` with the defaults. Thread: any. */
@@ -378,6 +390,9 @@ typedef struct qorb_pool_stats {
   char oldest_claim_site[128]; /**< its claim site "file:line" */
   qorb_addr_t oldest_claim_backend; /**< its backend */
   int64_t uptime_ms;      /**< since qorb_pool_new() */
+  unsigned waiters_due;   /**< queued claims that newcomers may no longer
+                               pass (waited waiter_priority_us, or
+                               asynchronous): the next release is theirs */
 } qorb_pool_stats_t;
 
 #define qorb_pool_stats_init(st) \

@@ -52,7 +52,7 @@ static void probe_close(void *ctx, void *conn) {
 
 static const qorb_connector_ops_t probe_ops = {
     QORB_CONNECTOR_OPS_VERSION, "probe", probe_connect, NULL, NULL, NULL,
-    probe_needs_recycle, probe_close, NULL, NULL, NULL};
+    probe_needs_recycle, probe_close, NULL, NULL, NULL, NULL, NULL};
 
 qorb_connector_t *probe_connector_new(void) {
   qorb_connector_t *c;

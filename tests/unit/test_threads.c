@@ -373,6 +373,7 @@ static void test_fifo_across_threads(void **state) {
   (void)state;
   fx_init(&fx, 0, 1);
   fx.policy.max_slots = 1;
+  fx.policy.waiter_priority_us = 0; /* strict FIFO: nobody passes */
   start_threaded(&fx, A);
   assert_int_equal(qorb_pool_claim_wait(fx.pool, 3000, &c), 0);
   for (i = 0; i < 4; i++) {
@@ -389,6 +390,89 @@ static void test_fifo_across_threads(void **state) {
     assert_int_equal(f[i].rc, 0);
     assert_int_equal(f[i].order, (int)i + 1);
   }
+  fx_finish(&fx);
+}
+
+/* ---- the barging bound ------------------------------------------------------ */
+
+typedef struct barge_waiter {
+  fx_t *fx;
+  pthread_t th;
+  int rc;
+  _Atomic int served;
+  qorb_claim_t *c;
+} barge_waiter_t;
+
+static void *barge_main(void *arg) {
+  barge_waiter_t *b = arg;
+  b->rc = qorb_pool_claim_wait(b->fx->pool, 10000, &b->c);
+  atomic_store(&b->served, 1);
+  return NULL;
+}
+
+static unsigned due_now(fx_t *fx) {
+  qorb_pool_stats_t st;
+  fx_stats(fx, &st);
+  return st.waiters_due;
+}
+
+/* One slot, held by this thread; a second thread queued behind it. */
+static void barge_setup(fx_t *fx, barge_waiter_t *b, unsigned priority_us,
+                        qorb_claim_t **held) {
+  fx_init(fx, 0, 1);
+  fx->policy.max_slots = 1;
+  fx->policy.waiter_priority_us = priority_us;
+  start_threaded(fx, A);
+  assert_int_equal(qorb_pool_claim_wait(fx->pool, 3000, held), 0);
+  memset(b, 0, sizeof(*b));
+  b->fx = fx;
+  assert_int_equal(pthread_create(&b->th, NULL, barge_main, b), 0);
+  WAIT_UNTIL(waiters_now(fx) == 1, 3000);
+}
+
+/* Before the bound, a thread that releases and claims again keeps the
+   connection (no hand-off, no wake-up); the waiter, woken at the bound,
+   takes it once it is left idle. */
+static void test_barging_before_the_bound(void **state) {
+  fx_t fx;
+  barge_waiter_t b;
+  qorb_claim_t *c = NULL;
+  int round;
+  (void)state;
+  barge_setup(&fx, &b, 1000000, &c); /* a second: far off for this test */
+  for (round = 0; round < 20; round++) {
+    assert_int_equal(qorb_release(c), 0);
+    assert_int_equal(qorb_pool_try_claim(fx.pool, &c), 0);
+  }
+  assert_int_equal(atomic_load(&b.served), 0);
+  assert_int_equal(waiters_now(&fx), 1);
+  assert_int_equal(qorb_release(c), 0);
+  /* Nobody claims again: the waiter takes it when it wakes at the bound. */
+  WAIT_UNTIL(atomic_load(&b.served) == 1, 5000);
+  assert_int_equal(pthread_join(b.th, NULL), 0);
+  assert_int_equal(b.rc, 0);
+  assert_int_equal(qorb_release(b.c), 0);
+  fx_finish(&fx);
+}
+
+/* Past the bound, the waiter is due: the next release is handed to it,
+   and neither a thread that claims again nor a newcomer gets it first. */
+static void test_due_waiter_served_next(void **state) {
+  fx_t fx;
+  barge_waiter_t b;
+  qorb_claim_t *c = NULL, *c2 = NULL;
+  (void)state;
+  barge_setup(&fx, &b, 1000, &c);
+  WAIT_UNTIL(due_now(&fx) == 1, 3000);
+  assert_int_equal(qorb_release(c), 0);
+  c = NULL;
+  assert_int_equal(qorb_pool_try_claim(fx.pool, &c2), QORB_EAGAIN);
+  assert_null(c2);
+  WAIT_UNTIL(atomic_load(&b.served) == 1, 5000);
+  assert_int_equal(pthread_join(b.th, NULL), 0);
+  assert_int_equal(b.rc, 0);
+  assert_int_equal(due_now(&fx), 0);
+  assert_int_equal(qorb_release(b.c), 0);
   fx_finish(&fx);
 }
 
@@ -464,6 +548,8 @@ int main(void) {
       cmocka_unit_test(test_close_from_pool_thread),
       cmocka_unit_test(test_blocking_close_waits_for_release),
       cmocka_unit_test(test_fifo_across_threads),
+      cmocka_unit_test(test_barging_before_the_bound),
+      cmocka_unit_test(test_due_waiter_served_next),
       cmocka_unit_test(test_stats_and_resolver_from_threads),
   };
   return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
