@@ -177,3 +177,155 @@ int bench_run_threads(bench_run_t *run, unsigned n, void *(*fn)(void *),
   free(tids);
   return rc;
 }
+
+/* ------------------------------------------------------------- rounds */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double bench_median(double *v, unsigned n) {
+  if (n == 0)
+    return 0.0;
+  qsort(v, n, sizeof(*v), cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+unsigned bench_shares(const uint64_t *ops, unsigned n, double *min_share,
+                      double *max_share) {
+  double mean = 0.0;
+  unsigned i, off = 0;
+
+  *min_share = *max_share = 1.0;
+  for (i = 0; i < n; i++)
+    mean += (double)ops[i];
+  if (n == 0 || mean <= 0.0)
+    return 0;
+  mean /= (double)n;
+  *min_share = *max_share = (double)ops[0] / mean;
+  for (i = 0; i < n; i++) {
+    double s = (double)ops[i] / mean;
+    if (s < *min_share)
+      *min_share = s;
+    if (s > *max_share)
+      *max_share = s;
+    if (s < 0.5 || s > 2.0)
+      off++;
+  }
+  return off;
+}
+
+struct bench_group {
+  unsigned n;
+  void (*fn)(void *arg, int path);
+  char *args;
+  size_t stride;
+  pthread_t *tids;
+  uint64_t *end_ns; /* per client: when it left its last round */
+  pthread_barrier_t start, end;
+  int path; /* written before the start barrier, read after it */
+  int quit;
+  atomic_int stop;
+};
+
+typedef struct group_arg {
+  bench_group_t *g;
+  unsigned i;
+} group_arg_t;
+
+static void *group_main(void *arg) {
+  bench_group_t *g = ((group_arg_t *)arg)->g;
+  unsigned i = ((group_arg_t *)arg)->i;
+  free(arg);
+  for (;;) {
+    pthread_barrier_wait(&g->start);
+    if (g->quit)
+      break;
+    g->fn(g->args + (size_t)i * g->stride, g->path);
+    g->end_ns[i] = bench_now_ns();
+    pthread_barrier_wait(&g->end);
+  }
+  return NULL;
+}
+
+bench_group_t *bench_group_start(unsigned n, void (*fn)(void *arg, int path),
+                                 void *args, size_t stride) {
+  bench_group_t *g = calloc(1, sizeof(*g));
+  unsigned i;
+
+  if (g == NULL)
+    return NULL;
+  g->n = n;
+  g->fn = fn;
+  g->args = args;
+  g->stride = stride;
+  atomic_init(&g->stop, 0);
+  g->tids = calloc(n ? n : 1, sizeof(*g->tids));
+  g->end_ns = calloc(n ? n : 1, sizeof(*g->end_ns));
+  if (g->tids == NULL || g->end_ns == NULL)
+    goto fail;
+  if (pthread_barrier_init(&g->start, NULL, n + 1) != 0)
+    goto fail;
+  if (pthread_barrier_init(&g->end, NULL, n + 1) != 0) {
+    pthread_barrier_destroy(&g->start);
+    goto fail;
+  }
+  for (i = 0; i < n; i++) {
+    group_arg_t *a = malloc(sizeof(*a));
+    if (a != NULL) {
+      a->g = g;
+      a->i = i;
+    }
+    if (a == NULL || pthread_create(&g->tids[i], NULL, group_main, a) != 0) {
+      /* A barrier sized for threads that do not exist never opens. */
+      fprintf(stderr, "bench: could not start client thread %u of %u\n",
+              i + 1, n);
+      exit(2);
+    }
+  }
+  return g;
+
+fail:
+  fprintf(stderr, "bench: out of memory for %u client threads\n", n);
+  free(g->tids);
+  free(g->end_ns);
+  free(g);
+  return NULL;
+}
+
+uint64_t bench_group_round(bench_group_t *g, int path, double seconds) {
+  uint64_t t0, t_end = 0;
+  unsigned i;
+
+  g->path = path;
+  atomic_store(&g->stop, 0);
+  pthread_barrier_wait(&g->start);
+  t0 = bench_now_ns();
+  bench_sleep_ns((uint64_t)(seconds * 1e9));
+  atomic_store(&g->stop, 1);
+  pthread_barrier_wait(&g->end);
+  for (i = 0; i < g->n; i++)
+    if (g->end_ns[i] > t_end)
+      t_end = g->end_ns[i];
+  return t_end > t0 ? t_end - t0 : 0;
+}
+
+int bench_group_stopping(const bench_group_t *g) {
+  return atomic_load_explicit(&g->stop, memory_order_relaxed);
+}
+
+void bench_group_stop(bench_group_t *g) {
+  unsigned i;
+  if (g == NULL)
+    return;
+  g->quit = 1;
+  pthread_barrier_wait(&g->start);
+  for (i = 0; i < g->n; i++)
+    pthread_join(g->tids[i], NULL);
+  pthread_barrier_destroy(&g->start);
+  pthread_barrier_destroy(&g->end);
+  free(g->tids);
+  free(g->end_ns);
+  free(g);
+}

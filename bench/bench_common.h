@@ -3,8 +3,10 @@
  * bench_common.h: what the benchmark programs share (bench/claim,
  * bench/pg/pg_bench, bench/redis/redis_bench): the monotonic clock and
  * sleeps, a latency histogram with percentiles, comma lists of counts on
- * the command line, waiting until a pool has every slot idle, and running
- * N client threads through a warm-up and a measured window.
+ * the command line, waiting until a pool has every slot idle, running N
+ * client threads through a warm-up and a measured window, and (pg_bench,
+ * redis_bench) running N client threads through short rounds of several
+ * paths in turn, with medians and per-thread shares.
  */
 #ifndef QORB_BENCH_COMMON_H
 #define QORB_BENCH_COMMON_H
@@ -105,5 +107,55 @@ int bench_run_threads(bench_run_t *run, unsigned n, void *(*fn)(void *),
                       void *args, size_t stride, double warmup_s,
                       double seconds, volatile sig_atomic_t *interrupted,
                       uint64_t *window_ns);
+
+/* ------------------------------------------------------------- rounds */
+
+/*
+ * A machine shared with other work drifts by tens of percent from one
+ * second to the next, so pg_bench and redis_bench do not measure a path in
+ * one long window: the same N client threads run short rounds of every
+ * path in turn, in ABBA order, and a figure is the median over rounds; a
+ * ratio is the median of the ratios of rounds measured next to each other.
+ * (bench/claim does the same with its own loop.)
+ */
+
+/* The median of v[0..n-1] (sorted in place); 0 when n is 0. */
+double bench_median(double *v, unsigned n);
+
+/*
+ * Shares of work: ops[i] is what client i did in all its rounds of one
+ * path. *min_share and *max_share receive the smallest and largest
+ * relative to the mean (1.0 each when the mean is 0 or n is 0). Returns
+ * how many clients are starved or favoured: outside [mean / 2, 2 * mean].
+ */
+unsigned bench_shares(const uint64_t *ops, unsigned n, double *min_share,
+                      double *max_share);
+
+/*
+ * A group of N client threads that run rounds on the main thread's word.
+ * Each round, every client calls fn(args + i * stride, path) once; fn
+ * loops until bench_group_stopping() and returns. Between rounds the
+ * clients are parked on a barrier, so the main thread may read and reset
+ * what they count without locks.
+ */
+typedef struct bench_group bench_group_t;
+
+/* Start `n` threads; NULL (after saying so on stderr) if one could not be. */
+bench_group_t *bench_group_start(unsigned n, void (*fn)(void *arg, int path),
+                                 void *args, size_t stride);
+
+/*
+ * One round of `path`: release the clients, sleep `seconds`, tell them to
+ * stop, wait for each to finish the operation it is in. Returns the
+ * round's length in nanoseconds, from the release until the last client
+ * finished. Bounded by `seconds` plus the longest single operation.
+ */
+uint64_t bench_group_round(bench_group_t *g, int path, double seconds);
+
+/* Non-zero once the current round should end (read it every operation). */
+int bench_group_stopping(const bench_group_t *g);
+
+/* Stop and join the threads and free the group (NULL is allowed). */
+void bench_group_stop(bench_group_t *g);
 
 #endif /* QORB_BENCH_COMMON_H */

@@ -3,26 +3,41 @@
  * pg_bench.c: SELECT 1 round trips per second and their latency, N client
  * threads, three ways to reach the same PostgreSQL server:
  *
- *   direct     each client on a dedicated connection of its own (PQexec)
- *   qorb       a qorb-pg pool of 8 on its own thread; each round trip is
- *              claim_wait + PQexec + release. Twice: reset=none (nothing to
- *              clean, the release is the lock-free fast path: the same work
- *              PgBouncer's transaction mode does) and reset=discard (the
- *              default DISCARD ALL after every release, run by the pool
- *              loop, not by the releasing thread)
- *   pgbouncer  PgBouncer in transaction mode with a pool of 8 (PQexec on a
- *              connection to PgBouncer per client)
+ *   direct        each client on a dedicated connection of its own (PQexec)
+ *   qorb-none     a qorb-pg pool of 8 on its own thread; each round trip is
+ *                 claim_wait + PQexec + release, reset_sql = NULL: nothing
+ *                 to clean, the release is the lock-free fast path (the
+ *                 same work PgBouncer's transaction mode does)
+ *   qorb-discard  the same with the default DISCARD ALL after every
+ *                 release, run by the pool loop, not by the releasing thread
+ *   pgbouncer     PgBouncer in transaction mode with a pool of 8 (PQexec on
+ *                 a connection to PgBouncer per client)
  *
  * It starts its own PostgreSQL and PgBouncer on loopback (bench_servers.sh,
- * in a folder under /tmp) and stops them at the end, so it needs nothing
- * else running. One line per point:
+ * in a folder under /tmp) once, and stops them at the end.
+ *
+ * This machine's speed drifts by tens of percent from one second to the
+ * next, so a point is not one long window per path: per client count the
+ * same N threads, after a warm-up of every path, run `--rounds` short rounds
+ * of each path, alternating them in ABBA order (direct, qorb-none,
+ * qorb-discard, pgbouncer, then the reverse), and the figures are medians
+ * over rounds. A ratio is the median of the per-round ratios: the two paths
+ * of a pair ran within the same second. One line per point:
  *
  *   bench=pg path=<direct|qorb|pgbouncer> reset=<none|discard> clients=N
- *       tps=X p50_us=Y p99_us=Z
+ *       tps=X p50_us=Y p99_us=Z rounds=R timeouts=T errors=E
+ *       [wait_max_ms=W] min_share=A max_share=B starved=K
+ *       check=ok|noisy|FAILED
  *
  * then, per client count, the release cost with reset=discard and the
- * ratios against the goals (qorb reset=none >= 0.95x direct everywhere and
- * >= 2x PgBouncer at 8 and 32 clients).
+ * ratios against the goals (qorb reset=none >= 0.95x direct and >= 2x
+ * PgBouncer at 8 and 32 clients; reset=discard >= 0.6x reset=none at 16),
+ * and at the end
+ *
+ *   bench=pg summary goals_met=M goals_missed=K checks=ok|FAILED noisy=P
+ *       elapsed_s=T
+ *
+ * It exits 1 when a check FAILED. See README.md.
  */
 #define _GNU_SOURCE
 
@@ -52,46 +67,58 @@
 #define BOUNCER_PORT "56432"
 #define MAX_CLIENTS 64
 #define MAX_POINTS 8
+#define MAX_ROUNDS 50
+/* A claim that waits this long has failed: a round trip takes ~100 us. */
+#define CLAIM_TIMEOUT_MS 1000
 
-typedef enum path { P_DIRECT = 0, P_QORB_NONE, P_QORB_DISCARD, P_BOUNCER,
-                    P_COUNT } path_t;
+typedef enum path {
+  P_DIRECT = 0,
+  P_QORB_NONE,
+  P_QORB_DISCARD,
+  P_BOUNCER,
+  P_COUNT
+} path_t;
 
+/* --paths names, then the output line's path= and reset= fields. */
+static const char *const path_opt[P_COUNT] = {"direct", "qorb-none",
+                                              "qorb-discard", "pgbouncer"};
 static const char *const path_name[P_COUNT] = {"direct", "qorb", "qorb",
                                                "pgbouncer"};
 static const char *const path_reset[P_COUNT] = {"none", "none", "discard",
                                                 "none"};
 
-typedef struct result {
-  double tps;
-  double p50_us, p99_us;
-  double rel_p50_us, rel_p99_us, rel_max_us; /* qorb: the release call */
-  uint64_t errors;
-  int ran;
-} result_t;
+static int is_qorb(int p) { return p == P_QORB_NONE || p == P_QORB_DISCARD; }
 
-struct point;
-
+/*
+ * One client thread. What it counts is this round's; the main thread reads
+ * and resets it between rounds, while the client is parked on the barrier.
+ */
 typedef struct client {
-  struct point *pt;
-  PGconn *conn; /* direct / pgbouncer */
+  PGconn *conn[P_COUNT]; /* direct and pgbouncer: its own connections */
   bench_hist_t *lat, *rel;
-  uint64_t ops, errors;
+  uint64_t ops, timeouts, errors;
+  uint64_t wait_max_ns; /* the longest successful claim wait */
   char first_error[160];
+  uint64_t total_ops[P_COUNT]; /* all measured rounds, for the shares */
 } client_t;
 
-typedef struct point {
-  path_t path;
-  unsigned nclients;
-  qorb_pool_t *pool;
-  bench_run_t run;
-  client_t clients[MAX_CLIENTS];
-} point_t;
+/* One path at one client count, over its rounds. */
+typedef struct acc {
+  unsigned nrounds;
+  double tps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS];
+  uint64_t timeouts, errors, wait_max_ns;
+  bench_hist_t *rel; /* qorb: the release call, all rounds */
+} acc_t;
 
 static volatile sig_atomic_t interrupted;
 static char bench_dir[256];
 static int servers_up;
-static double g_seconds = 3.0, g_warmup = 0.5;
-static unsigned g_pool = 8;
+static double g_seconds = 5.0, g_warmup = 0.5;
+static unsigned g_pool = 8, g_rounds = 10;
+static int g_verbose;
+static unsigned g_noisy; /* points whose check said "noisy" */
+static qorb_pool_t *g_pools[P_COUNT]; /* the qorb paths' pools */
+static bench_group_t *g_group;        /* the client threads of a point */
 
 static int servers(const char *cmd) {
   char line[768];
@@ -128,25 +155,29 @@ static int select1(PGconn *conn) {
   return ok ? 0 : -1;
 }
 
-static void *client_main(void *arg) {
+/* One round of `path` for one client: round trips until told to stop. */
+static void client_round(void *arg, int path) {
   client_t *c = arg;
-  point_t *pt = c->pt;
-  int qorb = pt->path == P_QORB_NONE || pt->path == P_QORB_DISCARD;
   uint64_t i;
-  bench_ready(&pt->run);
-  /* Bounded by the stop flag and, as a backstop, by a count no run of a
+  /* Bounded by the stop flag and, as a backstop, by a count no round of a
      few seconds gets near. */
-  for (i = 0; i < 2000000000u && !bench_stopping(&pt->run); i++) {
-    int measuring = bench_measuring(&pt->run);
+  for (i = 0; i < 100000000u && !bench_group_stopping(g_group); i++) {
     uint64_t t0 = bench_now_ns(), t1, t2;
-    if (qorb) {
+    if (is_qorb(path)) {
       qorb_claim_t *cl;
-      int rc = qorb_pool_claim_wait(pt->pool, 10000, &cl);
+      int rc = qorb_pool_claim_wait(g_pools[path], CLAIM_TIMEOUT_MS, &cl);
+      t1 = bench_now_ns();
+      if (rc == QORB_EALLINUSE || rc == QORB_ETIMEDOUT) {
+        c->timeouts++;
+        continue;
+      }
       if (rc != 0) {
         client_error(c, "claim", qorb_strerror(rc));
         bench_nap_ms(1);
         continue;
       }
+      if (t1 - t0 > c->wait_max_ns)
+        c->wait_max_ns = t1 - t0;
       if (select1(qorb_pg_conn(cl)) != 0) {
         client_error(c, "query", PQerrorMessage(qorb_pg_conn(cl)));
         qorb_release_broken(cl);
@@ -155,22 +186,18 @@ static void *client_main(void *arg) {
       t1 = bench_now_ns();
       qorb_release(cl);
       t2 = bench_now_ns();
-      if (measuring)
-        bench_hist_add(c->rel, t2 - t1);
+      bench_hist_add(c->rel, t2 - t1);
     } else {
-      if (select1(c->conn) != 0) {
-        client_error(c, "query", PQerrorMessage(c->conn));
+      if (select1(c->conn[path]) != 0) {
+        client_error(c, "query", PQerrorMessage(c->conn[path]));
         bench_nap_ms(1);
         continue;
       }
       t2 = bench_now_ns();
     }
-    if (measuring) {
-      bench_hist_add(c->lat, t2 - t0);
-      c->ops++;
-    }
+    bench_hist_add(c->lat, t2 - t0);
+    c->ops++;
   }
-  return NULL;
 }
 
 static qorb_pool_t *make_pool(int discard) {
@@ -205,100 +232,296 @@ static qorb_pool_t *make_pool(int discard) {
     return NULL;
   }
   /* Measure a full pool: wait (bounded) until every slot is idle. */
-  bench_wait_idle("pg_bench", pool, g_pool, 10000, NULL);
+  if (bench_wait_idle("pg_bench", pool, g_pool, 10000, NULL) != 0) {
+    qorb_pool_close(pool, NULL, NULL);
+    return NULL;
+  }
   return pool;
 }
 
-static int run_point(path_t path, unsigned nclients, result_t *res) {
-  point_t *pt = calloc(1, sizeof(*pt));
-  bench_hist_t *lat = calloc(1, sizeof(*lat)), *rel = calloc(1, sizeof(*rel));
+/*
+ * After a round: take what every client counted into `a` (when `keep`;
+ * warm-up rounds are dropped) and reset it. `scratch` is a histogram the
+ * round's latencies are merged into for its percentiles.
+ */
+static void collect(client_t *cs, unsigned n, int path, uint64_t window_ns,
+                    int keep, acc_t *a, bench_hist_t *scratch,
+                    unsigned round) {
+  uint64_t ops = 0;
   unsigned i;
-  uint64_t window_ns = 0, ops = 0, errors = 0;
-  const char *first_error = NULL;
-  int rc = -1;
+  double tps;
 
-  memset(res, 0, sizeof(*res));
-  if (!pt || !lat || !rel) goto out;
-  pt->path = path;
-  pt->nclients = nclients;
-  if (path == P_QORB_NONE || path == P_QORB_DISCARD) {
-    pt->pool = make_pool(path == P_QORB_DISCARD);
-    if (!pt->pool) goto out;
+  memset(scratch, 0, sizeof(*scratch));
+  for (i = 0; i < n; i++) {
+    client_t *c = &cs[i];
+    if (keep) {
+      bench_hist_merge(scratch, c->lat);
+      if (a->rel != NULL)
+        bench_hist_merge(a->rel, c->rel);
+      ops += c->ops;
+      c->total_ops[path] += c->ops;
+      a->timeouts += c->timeouts;
+      a->errors += c->errors;
+      if (c->wait_max_ns > a->wait_max_ns)
+        a->wait_max_ns = c->wait_max_ns;
+    }
+    memset(c->lat, 0, sizeof(*c->lat));
+    memset(c->rel, 0, sizeof(*c->rel));
+    c->ops = c->timeouts = c->errors = c->wait_max_ns = 0;
   }
-  for (i = 0; i < nclients; i++) {
-    client_t *c = &pt->clients[i];
-    c->pt = pt;
+  if (!keep || a->nrounds >= MAX_ROUNDS)
+    return;
+  tps = window_ns ? (double)ops * 1e9 / (double)window_ns : 0.0;
+  a->tps[a->nrounds] = tps;
+  a->p50[a->nrounds] = bench_hist_pct(scratch, 50);
+  a->p99[a->nrounds] = bench_hist_pct(scratch, 99);
+  a->nrounds++;
+  if (g_verbose)
+    printf("# round=%u path=%s clients=%u tps=%.0f p50_us=%.0f p99_us=%.0f\n",
+           round, path_opt[path], n, tps, bench_hist_pct(scratch, 50),
+           bench_hist_pct(scratch, 99));
+}
+
+/* Median of a[x] / b[y] over the rounds both ran; 0 when none did. */
+static double ratio_median(const acc_t *x, const acc_t *y) {
+  double r[MAX_ROUNDS];
+  unsigned k, n = 0;
+  for (k = 0; k < x->nrounds && k < y->nrounds; k++)
+    if (y->tps[k] > 0)
+      r[n++] = x->tps[k] / y->tps[k];
+  return bench_median(r, n);
+}
+
+/*
+ * A point's verdict: FAILED for a claim that timed out or waited longer
+ * than its timeout, an error, or a qorb client outside [mean / 2, 2 x mean];
+ * "noisy" when only a direct or pgbouncer client was: each has its own
+ * connection there, so only the scheduler can have starved it (the machine
+ * was too busy for the figures, the pool is not involved).
+ */
+static const char *point_check(int path, uint64_t timeouts, uint64_t errors,
+                               uint64_t wait_max_ns, unsigned starved) {
+  if (timeouts || errors ||
+      wait_max_ns > (uint64_t)CLAIM_TIMEOUT_MS * 1000000u)
+    return "FAILED";
+  if (starved) return is_qorb(path) ? "FAILED" : "noisy";
+  return "ok";
+}
+
+static const char *goal(int applies, int ran, double v, double want) {
+  if (!applies) return "n/a";
+  if (!ran) return "not-run";
+  return v >= want ? "met" : "MISSED";
+}
+
+/*
+ * One client count: open the connections, start the threads, warm every
+ * enabled path up, run the rounds, print. Returns 0, or 1 when a check
+ * failed (timeouts, errors, a starved client), -1 when it could not run.
+ */
+static int run_clients(unsigned n, const int *enabled, unsigned *goals_met,
+                       unsigned *goals_missed) {
+  client_t *cs = calloc(n, sizeof(*cs));
+  acc_t *acc = calloc(P_COUNT, sizeof(*acc));
+  bench_hist_t *scratch = calloc(1, sizeof(*scratch));
+  uint64_t ops[MAX_CLIENTS];
+  unsigned i, k, j;
+  int p, rc = -1, failed = 0;
+
+  if (cs == NULL || acc == NULL || scratch == NULL) goto out;
+  for (p = 0; p < P_COUNT; p++)
+    if (enabled[p] && is_qorb(p) &&
+        (acc[p].rel = calloc(1, sizeof(bench_hist_t))) == NULL)
+      goto out;
+  for (i = 0; i < n; i++) {
+    client_t *c = &cs[i];
     c->lat = calloc(1, sizeof(bench_hist_t));
     c->rel = calloc(1, sizeof(bench_hist_t));
-    if (!c->lat || !c->rel) goto join;
-    if (path == P_DIRECT || path == P_BOUNCER) {
-      c->conn = PQconnectdb(path == P_DIRECT
-                                ? "hostaddr=" HOST " port=" PG_PORT
-                                  " user=postgres dbname=postgres"
-                                  " application_name=qorb_bench_direct"
-                                : "hostaddr=" HOST " port=" BOUNCER_PORT
-                                  " user=postgres dbname=postgres");
-      if (PQstatus(c->conn) != CONNECTION_OK) {
-        fprintf(stderr, "pg_bench: %s connection: %s", path_name[path],
-                PQerrorMessage(c->conn));
-        goto join;
+    if (!c->lat || !c->rel) goto out;
+    for (p = 0; p < P_COUNT; p++) {
+      if (!enabled[p] || is_qorb(p)) continue;
+      c->conn[p] = PQconnectdb(p == P_DIRECT
+                                   ? "hostaddr=" HOST " port=" PG_PORT
+                                     " user=postgres dbname=postgres"
+                                     " application_name=qorb_bench_direct"
+                                   : "hostaddr=" HOST " port=" BOUNCER_PORT
+                                     " user=postgres dbname=postgres");
+      if (PQstatus(c->conn[p]) != CONNECTION_OK) {
+        fprintf(stderr, "pg_bench: %s connection: %s", path_opt[p],
+                PQerrorMessage(c->conn[p]));
+        goto out;
       }
     }
   }
-  /* Warm up (caches, PgBouncer's server connections), then measure. */
-  rc = bench_run_threads(&pt->run, nclients, client_main, pt->clients,
-                         sizeof(pt->clients[0]), g_warmup, g_seconds,
-                         &interrupted, &window_ns);
-join:
-  for (i = 0; i < nclients; i++) {
-    client_t *c = &pt->clients[i];
-    if (c->lat)
-      bench_hist_merge(lat, c->lat);
-    if (c->rel)
-      bench_hist_merge(rel, c->rel);
-    ops += c->ops;
-    errors += c->errors;
-    if (c->errors && !first_error) first_error = c->first_error;
-    if (c->conn) PQfinish(c->conn);
+  g_group = bench_group_start(n, client_round, cs, sizeof(cs[0]));
+  if (g_group == NULL) goto out;
+
+  /* Warm up (caches, PgBouncer's server connections), not counted. */
+  for (p = 0; p < P_COUNT && g_warmup > 0 && !interrupted; p++) {
+    if (!enabled[p]) continue;
+    collect(cs, n, p, bench_group_round(g_group, p, g_warmup), 0, &acc[p],
+            scratch, 0);
+    if (is_qorb(p))
+      bench_wait_idle("pg_bench", g_pools[p], g_pool, 2000, NULL);
   }
-  if (first_error)
-    fprintf(stderr, "pg_bench: %s: %llu errors, first: %s\n", path_name[path],
-            (unsigned long long)errors, first_error);
-  if (rc == 0) {
-    res->ran = 1;
-    res->tps = (double)ops / ((double)window_ns / 1e9);
-    res->p50_us = bench_hist_pct(lat, 50);
-    res->p99_us = bench_hist_pct(lat, 99);
-    res->rel_p50_us = bench_hist_pct(rel, 50);
-    res->rel_p99_us = bench_hist_pct(rel, 99);
-    res->rel_max_us = (double)rel->max_ns / 1000.0;
-    res->errors = errors;
+  for (k = 0; k < g_rounds && !interrupted; k++) {
+    for (j = 0; j < P_COUNT; j++) {
+      /* ABBA: the paths in order in even rounds, reversed in odd ones. */
+      p = (int)(k % 2 == 0 ? j : P_COUNT - 1 - j);
+      if (!enabled[p]) continue;
+      collect(cs, n, p, bench_group_round(g_group, p, g_seconds / g_rounds),
+              1, &acc[p], scratch, k);
+      /* A DISCARD ALL still running would load the next round's path. */
+      if (is_qorb(p) &&
+          bench_wait_idle("pg_bench", g_pools[p], g_pool, 2000, NULL) != 0)
+        failed = 1;
+    }
   }
-  for (i = 0; i < nclients; i++) {
-    free(pt->clients[i].lat);
-    free(pt->clients[i].rel);
+  bench_group_stop(g_group);
+  g_group = NULL;
+  for (i = 0; i < n; i++)
+    if (cs[i].first_error[0])
+      fprintf(stderr, "pg_bench: clients=%u client %u: first error: %s\n", n,
+              i, cs[i].first_error);
+  if (interrupted) goto out;
+
+  for (p = 0; p < P_COUNT; p++) {
+    acc_t *a = &acc[p];
+    double min_share, max_share;
+    unsigned starved;
+    const char *check;
+    if (!enabled[p]) continue;
+    for (i = 0; i < n; i++) ops[i] = cs[i].total_ops[p];
+    starved = bench_shares(ops, n, &min_share, &max_share);
+    check = point_check(p, a->timeouts, a->errors, a->wait_max_ns, starved);
+    if (strcmp(check, "FAILED") == 0) failed = 1;
+    if (strcmp(check, "noisy") == 0) g_noisy++;
+    printf("bench=pg path=%s reset=%s clients=%u tps=%.0f p50_us=%.0f "
+           "p99_us=%.0f rounds=%u timeouts=%llu errors=%llu",
+           path_name[p], path_reset[p], n, bench_median(a->tps, a->nrounds),
+           bench_median(a->p50, a->nrounds), bench_median(a->p99, a->nrounds),
+           a->nrounds, (unsigned long long)a->timeouts,
+           (unsigned long long)a->errors);
+    if (is_qorb(p))
+      printf(" wait_max_ms=%.1f", (double)a->wait_max_ns / 1e6);
+    printf(" min_share=%.2f max_share=%.2f starved=%u check=%s\n", min_share,
+           max_share, starved, check);
   }
-  if (pt->pool) qorb_pool_close(pt->pool, NULL, NULL);
+  if (enabled[P_QORB_DISCARD]) {
+    /* With reset=discard the releasing thread only hands the connection
+       to the pool loop; the DISCARD ALL round trip is not in these. */
+    bench_hist_t *r = acc[P_QORB_DISCARD].rel;
+    printf("bench=pg-release reset=discard clients=%u release_p50_us=%.1f "
+           "release_p99_us=%.1f release_max_us=%.0f query_p50_us=%.0f\n",
+           n, bench_hist_pct(r, 50), bench_hist_pct(r, 99),
+           (double)r->max_ns / 1000.0,
+           enabled[P_DIRECT]
+               ? bench_median(acc[P_DIRECT].p50, acc[P_DIRECT].nrounds)
+               : bench_median(acc[P_QORB_NONE].p50, acc[P_QORB_NONE].nrounds));
+  }
+  {
+    int have_d = enabled[P_DIRECT] && enabled[P_QORB_NONE];
+    int have_b = enabled[P_BOUNCER] && enabled[P_QORB_NONE];
+    int have_r = enabled[P_QORB_DISCARD] && enabled[P_QORB_NONE];
+    double over_d = have_d ? ratio_median(&acc[P_QORB_NONE], &acc[P_DIRECT]) : 0;
+    double over_b =
+        have_b ? ratio_median(&acc[P_QORB_NONE], &acc[P_BOUNCER]) : 0;
+    double disc =
+        have_r ? ratio_median(&acc[P_QORB_DISCARD], &acc[P_QORB_NONE]) : 0;
+    const char *gd = goal(n == 8 || n == 32, have_d, over_d, 0.95);
+    const char *gb = goal(n == 8 || n == 32, have_b, over_b, 2.0);
+    const char *gr = goal(n == 16, have_r, disc, 0.6);
+    const char *gs[3];
+    gs[0] = gd;
+    gs[1] = gb;
+    gs[2] = gr;
+    for (i = 0; i < 3; i++) {
+      if (strcmp(gs[i], "met") == 0) (*goals_met)++;
+      if (strcmp(gs[i], "MISSED") == 0) (*goals_missed)++;
+    }
+    if (have_d || have_b || have_r) {
+      printf("bench=pg-ratio clients=%u", n);
+      if (have_d) printf(" qorb_over_direct=%.2f", over_d);
+      if (have_b) printf(" qorb_over_pgbouncer=%.2f", over_b);
+      if (have_r)
+        printf(" discard_over_none=%.2f discard_loss_pct=%.0f", disc,
+               (1.0 - disc) * 100.0);
+      printf(" goal_direct=%s goal_pgbouncer=%s goal_discard=%s\n", gd, gb,
+             gr);
+    }
+  }
+  fflush(stdout);
+  rc = failed;
+
 out:
-  free(pt);
-  free(lat);
-  free(rel);
+  bench_group_stop(g_group);
+  g_group = NULL;
+  if (cs != NULL) {
+    for (i = 0; i < n; i++) {
+      for (p = 0; p < P_COUNT; p++)
+        if (cs[i].conn[p]) PQfinish(cs[i].conn[p]);
+      free(cs[i].lat);
+      free(cs[i].rel);
+    }
+  }
+  if (acc != NULL)
+    for (p = 0; p < P_COUNT; p++) free(acc[p].rel);
+  free(cs);
+  free(acc);
+  free(scratch);
   return rc;
+}
+
+/* "direct,qorb-none" and the like into enabled[]; 0, or -1 if malformed. */
+static int parse_paths(const char *s, int *enabled) {
+  char buf[256], *tok, *save = NULL;
+  int p, any = 0;
+
+  if (strlen(s) >= sizeof(buf)) return -1;
+  memset(enabled, 0, sizeof(int) * P_COUNT);
+  snprintf(buf, sizeof(buf), "%s", s);
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int hit = 0;
+    for (p = 0; p < P_COUNT; p++) {
+      if (strcmp(tok, path_opt[p]) == 0 || strcmp(tok, "all") == 0 ||
+          (strcmp(tok, "qorb") == 0 && is_qorb(p))) {
+        enabled[p] = 1;
+        hit = 1;
+      }
+    }
+    if (!hit) return -1;
+    any = 1;
+  }
+  return any ? 0 : -1;
 }
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: pg_bench [--seconds S] [--warmup S] [--clients 1,8,32] "
-          "[--pool N]\n"
+          "usage: pg_bench [--seconds S] [--rounds R] [--warmup S] "
+          "[--clients 1,8,16,32]\n"
+          "                [--pool N] [--paths LIST] [--verbose]\n"
+          "  --seconds S   measured time per path and point, split into the "
+          "rounds (default 5)\n"
+          "  --rounds R    rounds per path, alternated ABBA; medians "
+          "(default 10)\n"
+          "  --warmup S    one unmeasured round of each path first (default "
+          "0.5)\n"
+          "  --paths LIST  any of direct,qorb-none,qorb-discard,pgbouncer; "
+          "qorb = both\n"
+          "                qorb paths; all (the default)\n"
+          "  --verbose     print every round's figures as # lines\n"
           "Starts PostgreSQL (127.0.0.2:55438) and PgBouncer "
           "(127.0.0.2:56432) in a folder under /tmp and stops them.\n");
 }
 
 int main(int argc, char **argv) {
-  unsigned clients[MAX_POINTS] = {1, 8, 32}, nclients = 3, i;
+  unsigned clients[MAX_POINTS] = {1, 8, 16, 32}, nclients = 4, i;
+  unsigned goals_met = 0, goals_missed = 0;
+  int enabled[P_COUNT] = {1, 1, 1, 1};
   int p, failed = 0;
-  result_t res[MAX_POINTS][P_COUNT];
   struct sigaction sa;
+  double load[1];
+  uint64_t t_start = bench_now_ns();
 
   for (p = 1; p < argc; p++) {
     const char *v = p + 1 < argc ? argv[p + 1] : NULL;
@@ -308,6 +531,10 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[p], "--warmup") == 0 && v) {
       g_warmup = atof(argv[++p]);
       if (g_warmup < 0 || g_warmup > 10) return usage(), 2;
+    } else if (strcmp(argv[p], "--rounds") == 0 && v) {
+      int r = atoi(argv[++p]);
+      if (r < 1 || r > MAX_ROUNDS) return usage(), 2;
+      g_rounds = (unsigned)r;
     } else if (strcmp(argv[p], "--clients") == 0 && v) {
       if (bench_parse_list(argv[++p], clients, MAX_POINTS, MAX_CLIENTS,
                            &nclients) != 0)
@@ -315,10 +542,18 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[p], "--pool") == 0 && v) {
       g_pool = (unsigned)atoi(argv[++p]);
       if (g_pool < 1 || g_pool > 64) return usage(), 2;
+    } else if (strcmp(argv[p], "--paths") == 0 && v) {
+      if (parse_paths(argv[++p], enabled) != 0) return usage(), 2;
+    } else if (strcmp(argv[p], "--verbose") == 0 || strcmp(argv[p], "-v") == 0) {
+      g_verbose = 1;
     } else {
       usage();
       return 2;
     }
+  }
+  if (g_seconds / g_rounds < 0.02) {
+    fprintf(stderr, "pg_bench: rounds shorter than 20 ms; use fewer --rounds\n");
+    return 2;
   }
 
   memset(&sa, 0, sizeof(sa));
@@ -337,49 +572,37 @@ int main(int argc, char **argv) {
     fprintf(stderr, "pg_bench: could not start the servers\n");
     return 1;
   }
-
-  memset(res, 0, sizeof(res));
-  for (i = 0; i < nclients && !interrupted; i++) {
-    for (p = 0; p < P_COUNT && !interrupted; p++) {
-      result_t *r = &res[i][p];
-      if (run_point((path_t)p, clients[i], r) != 0) {
-        fprintf(stderr, "pg_bench: %s clients=%u did not run\n",
-                path_name[p], clients[i]);
-        failed = 1;
-        continue;
-      }
-      printf("bench=pg path=%s reset=%s clients=%u tps=%.0f p50_us=%.0f "
-             "p99_us=%.0f",
-             path_name[p], path_reset[p], clients[i], r->tps, r->p50_us,
-             r->p99_us);
-      if (r->errors) printf(" errors=%llu", (unsigned long long)r->errors);
-      printf("\n");
-      fflush(stdout);
+  for (p = 0; p < P_COUNT; p++) {
+    if (!enabled[p] || !is_qorb(p)) continue;
+    if ((g_pools[p] = make_pool(p == P_QORB_DISCARD)) == NULL) {
+      fprintf(stderr, "pg_bench: no %s pool\n", path_opt[p]);
+      failed = 1;
+      goto done;
     }
   }
+
+  if (getloadavg(load, 1) != 1) load[0] = -1;
+  printf("# bench=pg seconds=%.2f rounds=%u round_s=%.3f warmup=%.2f pool=%u "
+         "claim_timeout_ms=%d loadavg=%.2f\n",
+         g_seconds, g_rounds, g_seconds / g_rounds, g_warmup, g_pool,
+         CLAIM_TIMEOUT_MS, load[0]);
+  fflush(stdout);
+  for (i = 0; i < nclients && !interrupted; i++) {
+    int rc = run_clients(clients[i], enabled, &goals_met, &goals_missed);
+    if (rc < 0)
+      fprintf(stderr, "pg_bench: clients=%u did not run\n", clients[i]);
+    if (rc != 0) failed = 1;
+  }
+  if (!interrupted)
+    printf("bench=pg summary goals_met=%u goals_missed=%u checks=%s "
+           "noisy=%u elapsed_s=%.0f\n",
+           goals_met, goals_missed, failed ? "FAILED" : "ok", g_noisy,
+           (double)(bench_now_ns() - t_start) / 1e9);
+
+done:
+  for (p = 0; p < P_COUNT; p++)
+    if (g_pools[p]) qorb_pool_close(g_pools[p], NULL, NULL);
   stop_servers();
   if (interrupted) return 130;
-
-  for (i = 0; i < nclients; i++) {
-    result_t *d = &res[i][P_DIRECT], *qn = &res[i][P_QORB_NONE],
-             *qd = &res[i][P_QORB_DISCARD], *b = &res[i][P_BOUNCER];
-    double over_direct, over_bouncer, discard_ratio;
-    if (!d->ran || !qn->ran || !qd->ran || !b->ran) continue;
-    over_direct = qn->tps / d->tps;
-    over_bouncer = qn->tps / b->tps;
-    discard_ratio = qd->tps / qn->tps;
-    /* With reset=discard the releasing thread only hands the connection
-       to the pool loop; the DISCARD ALL round trip is not in these. */
-    printf("bench=pg-release reset=discard clients=%u release_p50_us=%.1f "
-           "release_p99_us=%.1f release_max_us=%.0f query_p50_us=%.0f\n",
-           clients[i], qd->rel_p50_us, qd->rel_p99_us, qd->rel_max_us,
-           d->p50_us);
-    printf("bench=pg-ratio clients=%u qorb_over_direct=%.2f "
-           "qorb_over_pgbouncer=%.2f discard_over_none=%.2f "
-           "discard_loss_pct=%.0f goal_direct=%s goal_pgbouncer=%s\n",
-           clients[i], over_direct, over_bouncer, discard_ratio,
-           (1.0 - discard_ratio) * 100.0, over_direct >= 0.95 ? "met" : "MISSED",
-           clients[i] < 8 ? "n/a" : over_bouncer >= 2.0 ? "met" : "MISSED");
-  }
   return failed ? 1 : 0;
 }
