@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <qorb/pg.h>
@@ -108,6 +109,8 @@ typedef struct acc {
   double tps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS];
   uint64_t timeouts, errors, wait_max_ns;
   bench_hist_t *rel; /* qorb: the release call, all rounds */
+  uint64_t ops_total;     /* round trips of the measured rounds */
+  uint64_t server_cpu_ns; /* PostgreSQL's CPU time over those rounds */
 } acc_t;
 
 static volatile sig_atomic_t interrupted;
@@ -240,6 +243,45 @@ static qorb_pool_t *make_pool(int discard) {
 }
 
 /*
+ * The CPU time (user + system) that the benchmark's PostgreSQL has used so
+ * far: its postmaster and every process it started (the backends), from
+ * /proc. What a path costs the server per round trip is the difference
+ * over its rounds divided by its round trips. 0 when it cannot be read.
+ */
+static uint64_t server_cpu_ns(void) {
+  char path[320], buf[512];
+  long pm = 0, hz = sysconf(_SC_CLK_TCK);
+  uint64_t ticks = 0;
+  FILE *f;
+  DIR *d;
+  struct dirent *e;
+
+  snprintf(path, sizeof(path), "%s/data/postmaster.pid", bench_dir);
+  if ((f = fopen(path, "r")) == NULL) return 0;
+  if (fscanf(f, "%ld", &pm) != 1) pm = 0;
+  fclose(f);
+  if (pm <= 0 || hz <= 0 || (d = opendir("/proc")) == NULL) return 0;
+  while ((e = readdir(d)) != NULL) {
+    long pid = strtol(e->d_name, NULL, 10), ppid = 0;
+    unsigned long long ut = 0, st = 0;
+    const char *q;
+    if (pid <= 0) continue;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if ((f = fopen(path, "r")) == NULL) continue;
+    q = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    /* After "pid (comm) ": state ppid ... utime (14th) stime (15th). */
+    if (q == NULL || (q = strrchr(buf, ')')) == NULL) continue;
+    if (sscanf(q + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &ppid, &ut, &st) != 3)
+      continue;
+    if (pid == pm || ppid == pm) ticks += ut + st;
+  }
+  closedir(d);
+  return ticks * (1000000000ull / (uint64_t)hz);
+}
+
+/*
  * After a round: take what every client counted into `a` (when `keep`;
  * warm-up rounds are dropped) and reset it. `scratch` is a histogram the
  * round's latencies are merged into for its percentiles.
@@ -271,6 +313,7 @@ static void collect(client_t *cs, unsigned n, int path, uint64_t window_ns,
   }
   if (!keep || a->nrounds >= MAX_ROUNDS)
     return;
+  a->ops_total += ops;
   tps = window_ns ? (double)ops * 1e9 / (double)window_ns : 0.0;
   a->tps[a->nrounds] = tps;
   a->p50[a->nrounds] = bench_hist_pct(scratch, 50);
@@ -367,14 +410,18 @@ static int run_clients(unsigned n, const int *enabled, unsigned *goals_met,
   for (k = 0; k < g_rounds && !interrupted; k++) {
     for (j = 0; j < P_COUNT; j++) {
       /* ABBA: the paths in order in even rounds, reversed in odd ones. */
+      uint64_t cpu0;
       p = (int)(k % 2 == 0 ? j : P_COUNT - 1 - j);
       if (!enabled[p]) continue;
+      cpu0 = server_cpu_ns();
       collect(cs, n, p, bench_group_round(g_group, p, g_seconds / g_rounds),
               1, &acc[p], scratch, k);
       /* A DISCARD ALL still running would load the next round's path. */
       if (is_qorb(p) &&
           bench_wait_idle("pg_bench", g_pools[p], g_pool, 2000, NULL) != 0)
         failed = 1;
+      /* The server's share of the round, its reset included. */
+      acc[p].server_cpu_ns += server_cpu_ns() - cpu0;
     }
   }
   bench_group_stop(g_group);
@@ -404,6 +451,9 @@ static int run_clients(unsigned n, const int *enabled, unsigned *goals_met,
            (unsigned long long)a->errors);
     if (is_qorb(p))
       printf(" wait_max_ms=%.1f", (double)a->wait_max_ns / 1e6);
+    if (a->ops_total > 0 && a->server_cpu_ns > 0)
+      printf(" server_cpu_us=%.1f",
+             (double)a->server_cpu_ns / 1e3 / (double)a->ops_total);
     printf(" min_share=%.2f max_share=%.2f starved=%u check=%s\n", min_share,
            max_share, starved, check);
   }
