@@ -173,17 +173,18 @@ static qorb_claim_t *grab_valid(qorb_pool_t *p, int locked, int pend) {
 }
 
 /*
- * A blocking claimant's last step before it owns `s`: read the answer to
- * the reset its releaser sent (reset_finish, waiting up to
- * recycle_timeout_ms). Returns 0, or -1 when the reset failed: the slot
- * went to the loop to be closed and the claim must look again.
+ * Read the answer to the reset that `s`'s releaser sent (reset_finish,
+ * waiting up to `wait_ms`; 0: not at all). The caller owns the slot. A
+ * failure sends it to the loop to be closed, with why (`locked`: mu is
+ * held). Returns 0 (clean), QORB_EAGAIN (wait_ms 0: the answer is not all
+ * there; still pending) or the failure.
  */
-static int claim_settle(qorb_pool_t *p, qorb_claim_t *s) {
+static int settle(qorb_pool_t *p, qorb_claim_t *s, int wait_ms, int locked) {
   int rc;
-  if (!slot_pending(s)) return 0;
   s->reset_err[0] = '\0';
-  rc = p->cops->reset_finish(p->cctx, s->conn, (int)p->reset_wait_ms,
-                             s->reset_err, sizeof(s->reset_err));
+  rc = p->cops->reset_finish(p->cctx, s->conn, wait_ms, s->reset_err,
+                             sizeof(s->reset_err));
+  if (rc == QORB_EAGAIN && wait_ms == 0) return rc;
   atomic_fetch_and_explicit(&s->flags, ~QORB__F_PENDING, RELAXED);
   if (rc == 0) {
     s->reset_err[0] = '\0';
@@ -193,10 +194,38 @@ static int claim_settle(qorb_pool_t *p, qorb_claim_t *s) {
     snprintf(s->reset_err, sizeof(s->reset_err), "reset: %s",
              qorb_strerror(rc));
   s->release_broken = rc < 0 ? rc : QORB_ERECYCLE;
-  pthread_mutex_lock(&p->mu);
+  if (!locked) pthread_mutex_lock(&p->mu);
   (void)to_loop_locked(p, s);
-  qorb__pool_unlock(p);
-  return -1;
+  if (!locked) qorb__pool_unlock(p);
+  return rc < 0 ? rc : QORB_ERECYCLE;
+}
+
+/*
+ * A claim that never waits (try_claim, or an asynchronous claim on the
+ * loop) took a pending slot because no clean one was idle: read the reset's
+ * answer if it is all there. Returns `s`, clean now, or NULL: the answer
+ * is not all there yet (the slot is IDLE again, still pending; the loop
+ * reads it when it arrives) or the reset failed (the slot went to the loop
+ * to be closed). `locked`: mu is held.
+ */
+static qorb_claim_t *settle_nowait(qorb_pool_t *p, qorb_claim_t *s,
+                                   int locked) {
+  int rc;
+  if (s == NULL || !slot_pending(s)) return s;
+  rc = settle(p, s, 0, locked);
+  if (rc == QORB_EAGAIN) atomic_store(&s->state, QORB__S_IDLE);
+  return rc == 0 ? s : NULL;
+}
+
+/*
+ * A blocking claimant's last step before it owns `s`: read the answer to
+ * the reset its releaser sent, waiting up to recycle_timeout_ms. Returns
+ * 0, or -1 when the reset failed: the slot went to the loop to be closed
+ * and the claim must look again.
+ */
+static int claim_settle(qorb_pool_t *p, qorb_claim_t *s) {
+  if (!slot_pending(s)) return 0;
+  return settle(p, s, (int)p->reset_wait_ms, 0) == 0 ? 0 : -1;
 }
 
 /*
@@ -266,7 +295,8 @@ int qorb_pool_try_claim_at(qorb_pool_t *p, qorb_claim_t **claim,
     return claim_refused(p, id, QORB_ESHUTDOWN);
   }
   /* No passing a queued claim that is due; no reset answer to wait for. */
-  if (may_pass(p) && (s = grab_valid(p, 0, 0)) != NULL) {
+  if (may_pass(p) &&
+      (s = settle_nowait(p, grab_valid(p, 0, 1), 0)) != NULL) {
     *claim = claim_taken(s, file, line, id);
     return 0;
   }
@@ -581,7 +611,8 @@ int qorb_pool_claim_at(qorb_pool_t *p, int timeout_ms, qorb_claim_cb cb,
   /* Never passed by a newcomer: its claimant cannot spin or wake itself. */
   atomic_fetch_add(&p->nasync, 1);
   waiter_due_locked(p, w);
-  if (waiter_head(p) == w && (s = grab_valid(p, 1, 0)) != NULL) {
+  if (waiter_head(p) == w &&
+      (s = settle_nowait(p, grab_valid(p, 1, 1), 1)) != NULL) {
     waiter_give_locked(p, w, s, 0);
   } else if (atomic_load_explicit(&p->all_failed, RELAXED)) {
     qorb__count_failure(p, QORB_ENOTONLINE);

@@ -34,6 +34,7 @@ struct fake_connector {
   unsigned nconns, cap_conns;
   _Atomic unsigned long violations;
   _Atomic int destroyed;
+  _Atomic int reset_send_rc, reset_finish_rc, reset_late; /* FC_RESET_SEND */
 };
 
 static const char *const op_names[FC_NOPS] = {"connect", "check", "prepare",
@@ -451,6 +452,60 @@ static int fc_needs_recycle(void *ctx, void *conn) {
   return atomic_load(&c->dirty);
 }
 
+void fake_connector_reset_script(fake_connector_t *fc, int send_rc,
+                                 int finish_rc, int late) {
+  atomic_store(&fc->reset_send_rc, send_rc);
+  atomic_store(&fc->reset_finish_rc, finish_rc);
+  atomic_store(&fc->reset_late, late);
+}
+
+void fake_conn_answer(fake_conn_t *c) {
+  if (c->sock[1] >= 0 && write(c->sock[1], "r", 1) != 1) abort();
+}
+
+/* Releasing thread: "send" the reset of a dirty connection. */
+static int fc_reset_send(void *ctx, void *conn) {
+  fake_connector_t *fc = ctx;
+  fake_conn_t *c = conn;
+  int rc = atomic_load(&fc->reset_send_rc);
+  if (!atomic_load(&c->open)) violation(fc, "reset_send on closed conn %u", c->id);
+  if (atomic_load(&c->holder) != 0)
+    violation(fc, "reset_send on conn %u while it is claimed", c->id);
+  if (atomic_load(&c->reset_sent))
+    violation(fc, "reset_send on conn %u twice", c->id);
+  if (rc != 0) return rc;
+  FC_INC(fc, c->backend, reset_sends);
+  atomic_store(&c->reset_sent, 1);
+  if (c->sock[1] >= 0 && !atomic_load(&fc->reset_late)) fake_conn_answer(c);
+  return 0;
+}
+
+/* Whoever owns it now: read the answer. */
+static int fc_reset_finish(void *ctx, void *conn, int wait_ms, char *err,
+                           size_t errlen) {
+  fake_connector_t *fc = ctx;
+  fake_conn_t *c = conn;
+  int rc = atomic_load(&fc->reset_finish_rc);
+  char b;
+  if (!atomic_load(&c->reset_sent))
+    violation(fc, "reset_finish on conn %u with no reset sent", c->id);
+  if (atomic_load(&c->holder) != 0)
+    violation(fc, "reset_finish on conn %u while it is claimed", c->id);
+  FC_INC(fc, c->backend, reset_finishes);
+  if (wait_ms == 0) FC_INC(fc, c->backend, reset_finishes_nowait);
+  if (c->sock[0] >= 0) {
+    ssize_t n = recv(c->sock[0], &b, 1, MSG_DONTWAIT);
+    if (n != 1 && wait_ms == 0) return QORB_EAGAIN;
+  }
+  atomic_store(&c->reset_sent, 0);
+  if (rc != 0) {
+    snprintf(err, errlen, "reset: scripted failure on conn %u", c->id);
+    return rc;
+  }
+  atomic_store(&c->dirty, 0);
+  return 0;
+}
+
 static void fc_close(void *ctx, void *conn) {
   fake_connector_t *fc = ctx;
   fake_conn_t *c = conn;
@@ -517,6 +572,8 @@ fake_connector_t *fake_connector_new(unsigned flags) {
   fc->ops.idle_fd =
       (flags & FC_WATCH) && !(flags & FC_PEEK_ONLY) ? fc_idle_fd : NULL;
   fc->ops.peek = (flags & FC_WATCH) ? fc_peek : NULL;
+  fc->ops.reset_send = (flags & FC_RESET_SEND) ? fc_reset_send : NULL;
+  fc->ops.reset_finish = (flags & FC_RESET_SEND) ? fc_reset_finish : NULL;
   return fc;
 }
 

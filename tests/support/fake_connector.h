@@ -87,6 +87,10 @@ typedef struct fc_counts {
   _Atomic unsigned long prepares, prepares_failed;
   _Atomic unsigned long recycles, recycles_failed;
   _Atomic unsigned long needs_recycle_calls;
+  _Atomic unsigned long reset_sends;     /* FC_RESET_SEND: reset_send calls
+                                           that sent */
+  _Atomic unsigned long reset_finishes;  /* reset_finish calls ... */
+  _Atomic unsigned long reset_finishes_nowait; /* ... of them wait_ms 0 */
   _Atomic unsigned long peeks, peeks_dead;  /* FC_WATCH: peek calls, and
                                                those that found it dead */
   _Atomic long live;                      /* connections open now */
@@ -116,6 +120,15 @@ typedef struct fake_connector fake_connector_t;
 #define FC_WATCH 16u
 /* With FC_WATCH: peek only, no idle_fd (nothing watched; claims validate). */
 #define FC_PEEK_ONLY 32u
+/*
+ * The reset_send and reset_finish ops: a dirty release (needs_recycle 1)
+ * is "sent" by the releasing thread and the connection stays dirty until
+ * reset_finish runs, so that a claim of it before then is a violation.
+ * With FC_WATCH the send also writes the "server's answer" (one byte) on
+ * the connection's socket, which reset_finish reads: the pool's idle watch
+ * sees it. fake_connector_reset_script() scripts the outcomes.
+ */
+#define FC_RESET_SEND 64u
 
 /* A connection object, as the pool's claims hand it out. */
 struct fake_conn {
@@ -138,6 +151,7 @@ struct fake_conn {
   _Atomic int needs_prepare;    /* connected or recycled, not yet prepared
                                    (a claim now is a violation) */
   unsigned long uses;           /* plain: touched only by the holder */
+  _Atomic int reset_sent;       /* FC_RESET_SEND: sent, not finished */
   int sock[2];                  /* FC_WATCH: [0] the pool's, [1] the
                                    "server's"; -1 otherwise */
   uint64_t opened_ns, connected_ns, closed_ns;
@@ -157,6 +171,17 @@ struct fc_backend {
   uint64_t fail_done_ns[FC_MAX_TIMES];
   _Atomic unsigned nfail_done;
 };
+
+/*
+ * FC_RESET_SEND's script: what reset_send returns (0 sent, 1 decline, < 0
+ * broken), what reset_finish returns once the answer is there (0, or a
+ * failure), and `late`: the send writes no answer (FC_WATCH): reset_finish
+ * without waiting says QORB_EAGAIN until fake_conn_answer() writes it.
+ */
+void fake_connector_reset_script(fake_connector_t *fc, int send_rc,
+                                 int finish_rc, int late);
+/* Write the answer of a late reset (FC_WATCH, FC_RESET_SEND). */
+void fake_conn_answer(fake_conn_t *c);
 
 /* Make an (idle) fake connector; `flags` as above. Never NULL (aborts). */
 fake_connector_t *fake_connector_new(unsigned flags);
