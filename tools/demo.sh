@@ -156,8 +156,13 @@ ensure_deps() {
   missing=${missing_list[*]-}
   [[ -z "$missing" ]] && return 0
   if [[ "${QORB_DEMO_SKIP_DEPS:-0}" != 1 && -x "$root/tools/deps.sh" ]]; then
-    say "installing missing packages: $missing"
-    "$root/tools/deps.sh"
+    # As root deps.sh installs them; otherwise it prints the command to run.
+    if [[ $(id -u) -eq 0 ]]; then
+      say "installing missing packages: $missing"
+    else
+      say "missing packages: $missing"
+    fi
+    "$root/tools/deps.sh" || die "install the missing packages first"
   else
     die "missing: $missing (tools/deps.sh installs them)"
   fi
