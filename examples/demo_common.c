@@ -63,6 +63,19 @@ static void usage(FILE *f, const char *prog, const demo_opt_t *opts, size_t n) {
   }
 }
 
+int demo_positional_usage(const char *prog, int argc, char **argv,
+                          const char *usage) {
+  int i;
+  for (i = 1; i < argc; i++) {
+    int help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
+    if (!help && argv[i][0] != '-') continue;
+    fputs(usage, help ? stdout : stderr);
+    if (!help) fprintf(stderr, "%s: unknown option '%s'\n", prog, argv[i]);
+    return help ? 0 : 2;
+  }
+  return -1;
+}
+
 int demo_parse_args(const char *prog, int argc, char **argv,
                     const demo_opt_t *opts, size_t n) {
   struct option longopts[DEMO_MAX_OPTS + 2];

@@ -115,6 +115,15 @@ typedef struct demo_opts {
   unsigned quiet;     /* --quiet: no stats table each second */
 } demo_opts_t;
 
+/*
+ * For the examples that take positional arguments: with -h or --help among
+ * them, print `usage` and return 0; with another argument that starts with
+ * '-', print `usage` and the complaint to stderr and return 2; otherwise
+ * -1 (read the arguments). The caller exits with what it returns.
+ */
+int demo_positional_usage(const char *prog, int argc, char **argv,
+                          const char *usage);
+
 /* demo_parse_opts() flags. */
 #define DEMO_OPTS_DNS 1u /* take --service and --dns-server as well */
 

@@ -3,7 +3,7 @@
  * redis_async.c: qorb-redis-async, the event-driven flavour on the
  * application's own libev loop.
  *
- *   qorb-redis-async [BACKENDS [CONCURRENCY [REQUESTS]]]
+ *   qorb-redis-async [BACKENDS [CONCURRENCY [REQUESTS]]]   (--help: usage)
  *   qorb-redis-async 127.0.0.1:6379,127.0.0.2:6379 16 1000
  *
  * The pool lives on our loop (we pass it to qorb_pool_new() and run it).
@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <ev.h>
 #include <hiredis/async.h>
@@ -118,6 +119,12 @@ static void next_request(app_t *app) {
   }
 }
 
+static const char usage_text[] =
+    "usage: " PROG " [BACKENDS [CONCURRENCY [REQUESTS]]]\n"
+    "  BACKENDS     host:port,... numeric (default 127.0.0.1:6379)\n"
+    "  CONCURRENCY  requests at once (default 16)\n"
+    "  REQUESTS     requests in all (default 1000)\n";
+
 int main(int argc, char **argv) {
   const char *backends = argc > 1 ? argv[1] : "127.0.0.1:6379";
   unsigned concurrency = argc > 2 ? (unsigned)atoi(argv[2]) : 16;
@@ -131,6 +138,8 @@ int main(int argc, char **argv) {
   unsigned i;
   int rc;
 
+  if ((rc = demo_positional_usage(PROG, argc, argv, usage_text)) >= 0)
+    return rc;
   signal(SIGPIPE, SIG_IGN);
   if (concurrency == 0) concurrency = 16;
 

@@ -3,7 +3,7 @@
  * redis_blocking.c: qorb-redis-blocking, the blocking flavour in a
  * thread-per-request program.
  *
- *   qorb-redis-blocking [BACKENDS [THREADS [REQUESTS]]]
+ *   qorb-redis-blocking [BACKENDS [THREADS [REQUESTS]]]   (--help: usage)
  *   qorb-redis-blocking 127.0.0.1:6379,127.0.0.2:6379 4 1000
  *
  * Each thread does what a request handler does: claim a connection
@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <hiredis/hiredis.h>
 
@@ -72,6 +73,12 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+static const char usage_text[] =
+    "usage: " PROG " [BACKENDS [THREADS [REQUESTS]]]\n"
+    "  BACKENDS     host:port,... numeric (default 127.0.0.1:6379)\n"
+    "  THREADS      threads (default 4)\n"
+    "  REQUESTS     requests in all (default 1000)\n";
+
 int main(int argc, char **argv) {
   const char *backends = argc > 1 ? argv[1] : "127.0.0.1:6379";
   unsigned threads = argc > 2 ? (unsigned)atoi(argv[2]) : 4;
@@ -85,6 +92,8 @@ int main(int argc, char **argv) {
   unsigned i, ok = 0, failed = 0;
   int rc;
 
+  if ((rc = demo_positional_usage(PROG, argc, argv, usage_text)) >= 0)
+    return rc;
   if (threads == 0 || threads > 256) threads = 4;
   /* hiredis writes with write(2): a server that went away must not kill
    * the process with SIGPIPE. */
