@@ -34,7 +34,7 @@ static void policy_defaults(qorb_policy_t *p) {
   p->backoff_spread_ms = 100;
   p->health_interval_ms = 30000;
   p->health_check_timeout_ms = 2000;
-  p->acquire_timeout_ms = 5000;
+  p->prepare_timeout_ms = 5000;
   p->recycle_timeout_ms = 5000;
   p->rebalance_interval_ms = 1000;
   p->failure_window_ms = 60000;
@@ -44,6 +44,8 @@ static void policy_defaults(qorb_policy_t *p) {
   p->fail_fast_after_ms = 10000;
   p->validate_idle_ms = 0;
   p->waiter_priority_us = 1000;
+  p->min_conns = 0;
+  p->max_lifetime_jitter_ms = QORB_LIFETIME_JITTER_AUTO;
 }
 
 void qorb_policy_init_(qorb_policy_t *p, size_t size) {
@@ -104,8 +106,10 @@ int qorb_policy_validate(const qorb_policy_t *in, char *err, size_t errlen) {
     return policy_bad(err, errlen, "max_backoff_ms is below min_backoff_ms");
   if (p->health_check_timeout_ms == 0)
     return policy_bad(err, errlen, "health_check_timeout_ms must be at least 1");
-  if (p->acquire_timeout_ms == 0)
-    return policy_bad(err, errlen, "acquire_timeout_ms must be at least 1");
+  if (p->prepare_timeout_ms == 0)
+    return policy_bad(err, errlen,
+                      "prepare_timeout_ms (acquire_timeout_ms) must be at "
+                      "least 1");
   if (p->recycle_timeout_ms == 0)
     return policy_bad(err, errlen, "recycle_timeout_ms must be at least 1");
   if (p->rebalance_interval_ms == 0)
@@ -114,6 +118,13 @@ int qorb_policy_validate(const qorb_policy_t *in, char *err, size_t errlen) {
     return policy_bad(err, errlen, "failure_window_ms must be at least 1");
   if (p->max_lifetime_ms != 0 && p->max_lifetime_ms < 100)
     return policy_bad(err, errlen, "max_lifetime_ms must be 0 or at least 100");
+  if (p->min_conns > p->max_slots)
+    return policy_bad(err, errlen, "min_conns exceeds max_slots");
+  if (p->max_lifetime_ms != 0 &&
+      p->max_lifetime_jitter_ms != QORB_LIFETIME_JITTER_AUTO &&
+      p->max_lifetime_jitter_ms > p->max_lifetime_ms)
+    return policy_bad(err, errlen,
+                      "max_lifetime_jitter_ms exceeds max_lifetime_ms");
   if (p->waiter_priority_us > 1000000)
     return policy_bad(err, errlen, "waiter_priority_us must be 0 to 1000000");
   return 0;

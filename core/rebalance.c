@@ -108,6 +108,8 @@ static void pool_set_targets(qorb_pool_t *p, struct qorb__backend **share,
     p->demand_peak_at = now;
   }
   if (demand < p->demand_peak) demand = p->demand_peak;
+  /* min_conns: a floor, whatever the demand. */
+  if (demand < p->policy.min_conns) demand = p->policy.min_conns;
 
   /*
    * max_slots is a hard cap on connections, probes included. Backends that

@@ -262,7 +262,7 @@ static void slot_ready(qorb_claim_t *s) {
   }
   if (p->cops->prepare != NULL) {
     qorb__slot_start_op(s, QORB__OP_PREPARE, QORB__S_PREPARING,
-                  p->policy.acquire_timeout_ms);
+                  p->policy.prepare_timeout_ms);
     return;
   }
   qorb__slot_offer(s);
@@ -372,9 +372,14 @@ static void slot_connected(qorb_claim_t *s) {
     qorb__pool_publish(p);
   }
   if (p->policy.max_lifetime_ms > 0) {
-    /* Up to 2.5% earlier, so that connections made together expire apart. */
+    /* Up to the jitter earlier, so that connections made together expire
+       apart. */
     double life = qorb__ms(p->policy.max_lifetime_ms);
-    life -= life * 0.025 * qorb__rng_unit(p);
+    double jitter = p->policy.max_lifetime_jitter_ms ==
+                            QORB_LIFETIME_JITTER_AUTO
+                        ? life * 0.025
+                        : qorb__ms(p->policy.max_lifetime_jitter_ms);
+    life -= jitter * qorb__rng_unit(p);
     ev_timer_set(&s->life, life, 0.);
     ev_timer_start(p->loop, &s->life);
   }

@@ -62,14 +62,21 @@ typedef struct qorb_policy {
   unsigned backoff_spread_ms;   /**< random extra in [0, spread) (100) */
   unsigned health_interval_ms;  /**< idle health checks; 0 = off (30000) */
   unsigned health_check_timeout_ms; /**< bound on one check (2000) */
-  unsigned acquire_timeout_ms;  /**< bound on on_acquire (5000) */
+  union {
+    unsigned prepare_timeout_ms; /**< bound on the connector's prepare
+                                     (on_acquire: e.g. qorb-pg's
+                                     acquire_sql) before a connection is
+                                     claimable (5000). Not a claim's wait:
+                                     that is claim_timeout_ms */
+    unsigned acquire_timeout_ms; /**< the same field's earlier name */
+  };
   unsigned recycle_timeout_ms;  /**< bound on on_recycle (5000) */
   unsigned rebalance_interval_ms; /**< periodic rebalance (1000) */
   unsigned failure_window_ms;   /**< window of the failure count that ranks
                                      backends (60000) */
   unsigned max_lifetime_ms;     /**< retire connections this old, minus up to
-                                     2.5% jitter; 0 = never, else at least
-                                     100 (1800000). The
+                                     max_lifetime_jitter_ms; 0 = never, else
+                                     at least 100 (1800000). The
                                      old connection serves until its
                                      replacement is up; meanwhile the pool
                                      may hold up to max_slots/8 + 1
@@ -107,7 +114,22 @@ typedef struct qorb_policy {
                                      asynchronous claims are never passed.
                                      0 = strict FIFO; at most 1000000
                                      (1000, one millisecond) */
+  unsigned min_conns;           /**< connections kept open at all times,
+                                     whatever the demand (pgxpool's
+                                     MinConns): idle shrinking stops here,
+                                     and the pool opens them at start. At
+                                     most max_slots (0) */
+  unsigned max_lifetime_jitter_ms; /**< each connection retires up to this
+                                     much before max_lifetime_ms (a random
+                                     share), so that connections opened
+                                     together do not all expire together;
+                                     at most max_lifetime_ms.
+                                     QORB_LIFETIME_JITTER_AUTO: 2.5% of
+                                     max_lifetime_ms (the default) */
 } qorb_policy_t;
+
+/** max_lifetime_jitter_ms: 2.5% of max_lifetime_ms. */
+#define QORB_LIFETIME_JITTER_AUTO 0xffffffffu
 
 /** Fill `p` with the defaults. Thread: any. */
 #define qorb_policy_init(p) qorb_policy_init_((p), sizeof(*(p)))

@@ -43,6 +43,14 @@ static void test_defaults(void **state) {
   assert_null(p.log_arg);
   assert_int_equal(p.fail_fast_after_ms, 10000);
   assert_int_equal(p.validate_idle_ms, 0);
+  assert_int_equal(p.waiter_priority_us, 1000);
+  assert_int_equal(p.min_conns, 0);
+  assert_int_equal(p.max_lifetime_jitter_ms, QORB_LIFETIME_JITTER_AUTO);
+  /* One field, two names. */
+  assert_int_equal(p.prepare_timeout_ms, 5000);
+  p.prepare_timeout_ms = 1234;
+  assert_int_equal(p.acquire_timeout_ms, 1234);
+  p.prepare_timeout_ms = 5000;
   assert_int_equal(qorb_policy_validate(&p, err, sizeof(err)), 0);
   assert_int_equal(qorb_policy_validate(&p, NULL, 0), 0);
 }
@@ -85,6 +93,12 @@ static void bad_check_timeout(qorb_policy_t *p) {
 }
 static void bad_acquire_timeout(qorb_policy_t *p) { p->acquire_timeout_ms = 0; }
 static void bad_recycle_timeout(qorb_policy_t *p) { p->recycle_timeout_ms = 0; }
+static void bad_min_conns(qorb_policy_t *p) { p->min_conns = p->max_slots + 1; }
+static void bad_jitter(qorb_policy_t *p) {
+  p->max_lifetime_ms = 1000;
+  p->max_lifetime_jitter_ms = 1001;
+}
+static void bad_priority(qorb_policy_t *p) { p->waiter_priority_us = 1000001; }
 
 static const bad_case_t bad_cases[] = {
     {"max_slots 0", bad_max_slots, "max_slots"},
@@ -95,6 +109,9 @@ static const bad_case_t bad_cases[] = {
     {"connect_timeout 0", bad_connect_timeout, "connect_timeout_ms"},
     {"health_check_timeout 0", bad_check_timeout, "health_check_timeout_ms"},
     {"acquire_timeout 0", bad_acquire_timeout, "acquire_timeout_ms"},
+    {"min_conns over max_slots", bad_min_conns, "min_conns"},
+    {"jitter over the lifetime", bad_jitter, "max_lifetime_jitter_ms"},
+    {"waiter_priority over a second", bad_priority, "waiter_priority_us"},
     {"recycle_timeout 0", bad_recycle_timeout, "recycle_timeout_ms"},
 };
 #define NBAD (sizeof(bad_cases) / sizeof(bad_cases[0]))

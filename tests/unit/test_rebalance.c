@@ -190,6 +190,39 @@ static void test_grows_with_demand_up_to_max(void **state) {
   fx_finish(&fx);
 }
 
+/* min_conns is a floor under the demand (claimed + waiters + spares): open
+   at start with no claim, and still open once demand has fallen for
+   idle_timeout. */
+static void test_min_conns_floor(void **state) {
+  fx_t fx;
+  qorb_claim_t *c[5];
+  int i;
+  (void)state;
+  fx_init(&fx, 0, 0);
+  fx.policy.max_slots = 6;
+  fx.policy.spares_wanted = 1;
+  fx.policy.min_conns = 3;
+  fx.policy.idle_timeout_ms = 50;
+  fx_start(&fx);
+  fx_set(&fx, A);
+  PUMP_UNTIL(fx.loop, fx_idle(&fx) == 3, 3000);
+  pump_for(fx.loop, 60);
+  assert_int_equal(fx_total_slots(&fx), 3);
+  /* Demand above the floor grows the pool ... */
+  for (i = 0; i < 5; i++) {
+    PUMP_UNTIL(fx.loop, fx_idle(&fx) >= 1, 3000);
+    c[i] = fx_claim(&fx);
+  }
+  PUMP_UNTIL(fx.loop, fx_total_slots(&fx) == 6, 3000);
+  for (i = 0; i < 5; i++) fx_release(c[i]);
+  /* ... and once it has stayed low past idle_timeout, it shrinks to the
+     floor, not below. */
+  PUMP_UNTIL(fx.loop, fx_total_slots(&fx) == 3, 5000);
+  pump_for(fx.loop, 200);
+  assert_int_equal(fx_total_slots(&fx), 3);
+  fx_finish(&fx);
+}
+
 /* Waiters count as demand: queued claims make the pool grow. */
 static void test_waiters_are_demand(void **state) {
   fx_t fx;
@@ -412,6 +445,7 @@ int main(void) {
       cmocka_unit_test(test_no_churn_when_settled),
       cmocka_unit_test(test_per_backend_cap),
       cmocka_unit_test(test_grows_with_demand_up_to_max),
+      cmocka_unit_test(test_min_conns_floor),
       cmocka_unit_test(test_waiters_are_demand),
       cmocka_unit_test(test_moves_away_from_failing_backend),
       cmocka_unit_test(test_claims_prefer_fewer_failures),
