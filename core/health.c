@@ -84,10 +84,11 @@ void qorb__watch_later(qorb_claim_t *s) {
 /*
  * A slot the loop has just taken from IDLE to CHECKING whose releaser sent
  * a reset (QORB__F_PENDING): read the answer without waiting. Returns 1
- * when the connection is clean (the reset's round trip counts as a health
- * check); 0 when the answer is not all there yet (the slot is offered
- * again, still pending, and looked at when more arrives); -1 when the
- * reset failed (the connection is closed and replaced).
+ * when the connection is clean (still CHECKING: the caller goes on with
+ * it); 0 when the answer is not all there yet (the slot is offered again,
+ * still pending, and looked at when more arrives); -1 when the reset
+ * failed (the connection is closed and replaced). The reset's round trip
+ * is not a health check: it says nothing of the backend's role.
  */
 static int slot_settle(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
@@ -114,7 +115,6 @@ static int slot_settle(qorb_claim_t *s) {
     if (rc == QORB_EGONE) qorb__backend_warn(b, NULL);
     return -1;
   }
-  s->checked_at = ev_now(p->loop);
   return 1;
 }
 
@@ -207,13 +207,11 @@ void qorb__slot_check_now(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   int rc;
   if (slot_is_pending(s)) {
-    /* Its reset's answer is the check; not there yet: look again soon. */
+    /* Its reset's answer first; not there yet: look again soon. */
     rc = slot_settle(s);
-    if (rc == 1)
-      qorb__slot_offer(s);
-    else if (rc == 0 && qorb__slot_state(s) == QORB__S_IDLE)
+    if (rc == 0 && qorb__slot_state(s) == QORB__S_IDLE)
       qorb__slot_timer_start(s, QORB__CHECK_RETRY_MS);
-    return;
+    if (rc != 1) return;
   }
   if (p->cops->check != NULL) {
     qorb__slot_start_op(s, QORB__OP_CHECK, QORB__S_CHECKING,
