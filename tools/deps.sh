@@ -5,7 +5,8 @@
 # test (compilers and libraries, plus the servers the integration tests start
 # on their own ports: PostgreSQL 15, Redis, PgBouncer, twemproxy, unbound;
 # and docker-compose, with which a test validates docker/docker-compose.yml
-# offline: no Docker engine is installed or needed).
+# offline: no Docker engine is installed or needed; doxygen and groff for
+# the docs tests, which check the API reference and the man pages).
 # Only missing packages are installed: one `apt-get update`, then one
 # `apt-get install`. As non-root it prints the command to run and fails.
 # Installing redis-server or postgresql may start their system services; the
@@ -20,6 +21,7 @@ packages=(
   systemtap-sdt-dev
   postgresql-15 redis-server pgbouncer nutcracker unbound
   procps iproute2 gdb binutils tmux prometheus
+  doxygen groff-base
   docker-compose
 )
 

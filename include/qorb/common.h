@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * common.h: what every qorb header needs. The export macro, the error codes
  * (one X-macro list that makes the enum, qorb_strerror() and
  * qorb_err_name()), the allocator hook and the allocation functions on top
@@ -16,6 +17,11 @@
 extern "C" {
 #endif
 
+/**
+ * @def QORB_EXTERN
+ * Marks a function that the shared libraries export (default visibility
+ * under GCC and Clang). Define QORB_STATIC to make it empty.
+ */
 #if defined(QORB_STATIC)
 #define QORB_EXTERN
 #elif defined(__GNUC__)
@@ -24,10 +30,12 @@ extern "C" {
 #define QORB_EXTERN
 #endif
 
-/*
+/**
  * Error codes. Every call that can fail returns 0 or one of these (always
  * negative). System errors pass through as -errno; qorb's own codes sit in
  * -4000 ... -4099 so they never collide with an errno.
+ * The one list: `X(name, code, text)` for each code; it makes enum
+ * qorb_errno, qorb_strerror() and qorb_err_name().
  */
 #define QORB_ERRNO_MAP(X)                                                    \
   X(EINVAL, -4000, "invalid argument")                                       \
@@ -56,6 +64,7 @@ extern "C" {
   X(ECLOSED, -4023, "connection closed by peer")                            \
   X(EGONE, -4024, "backend went away")
 
+/** qorb's own error codes, QORB_EINVAL ... (see QORB_ERRNO_MAP). */
 enum qorb_errno {
 #define QORB__ERR_ENUM(name, code, text) QORB_##name = (code),
   QORB_ERRNO_MAP(QORB__ERR_ENUM)

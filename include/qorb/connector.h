@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * connector.h: the interface for connector authors. A connector knows how to
  * open, check, prepare, clean and close one kind of connection to one
  * backend. qorb ships libpq and hiredis connectors; examples/echo_connector.c
@@ -33,7 +34,7 @@ typedef struct qorb_op qorb_op_t;
 /** A connector instance: an op table and its context. Opaque. */
 typedef struct qorb_connector qorb_connector_t;
 
-/*
+/**
  * The op table's version. 2 added `idle_fd` and `peek`; 3 added
  * `reset_send` and `reset_finish`. Tables of versions 1 and 2 are still
  * accepted: without `peek`, idle connections are found dead only by

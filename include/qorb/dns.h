@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * dns.h: the DNS resolver (libqorb-dns, on c-ares). It finds a service's
  * backends either through an SRV name ("_pg._tcp.db.example."), whose
  * targets are then looked up for A and AAAA records, or through a
@@ -91,6 +92,7 @@ typedef struct qorb_dns_stats {
                                   configured order */
 } qorb_dns_stats_t;
 
+/** Zero `st` and set its `size` field. Thread: any. */
 #define qorb_dns_stats_init(st) qorb_dns_stats_init_((st), sizeof(*(st)))
 QORB_EXTERN void qorb_dns_stats_init_(qorb_dns_stats_t *st, size_t size);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * endpoint.h: a small HTTP server that answers with the statistics of one
  * or several pools, for Prometheus and for tools/qorbtop. It is the
  * optional library libqorb-endpoint (qorb::endpoint, qorb-endpoint.pc).

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * pg.h: qorb-pg, the PostgreSQL connector (libpq). Link libqorb-pg
  * (pkg-config qorb-pg, CMake qorb::pg). A pool built with it hands out
  * PGconn handles that are connected, recently checked, of the wanted role

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file pool.h
  * pool.h: the pool. It owns a resolver and a connector, keeps one slot set
  * per backend, and hands out claims on connections that are open, healthy
  * and clean.
@@ -28,6 +29,7 @@ extern "C" {
 
 struct ev_loop;
 
+/** A pool (qorb_pool_new()). Opaque. */
 typedef struct qorb_pool qorb_pool_t;
 /** A claimed connection. Opaque; valid until released. */
 typedef struct qorb_claim qorb_claim_t;
@@ -202,9 +204,10 @@ QORB_EXTERN const char *qorb_pool_name(const qorb_pool_t *pool);
  * Claim an idle connection without waiting. The macro records the call
  * site for leak reports.
  * @param claim  receives the claim on success.
- * @return 0; QORB_EAGAIN when none is idle (or when earlier claims are
- *         queued: they are served first); QORB_ENOTONLINE when every
- *         known backend has been down for fail_fast_after_ms;
+ * @return 0; QORB_EAGAIN when none is idle (or when a queued claim is
+ *         due: it is served first, see waiter_priority_us);
+ *         QORB_ENOTONLINE when every known backend has been down for
+ *         fail_fast_after_ms;
  *         QORB_ESHUTDOWN after close;
  *         QORB_EINVAL for NULL.
  * Ownership: the claim is the caller's until qorb_release().
@@ -213,13 +216,17 @@ QORB_EXTERN const char *qorb_pool_name(const qorb_pool_t *pool);
  */
 #define qorb_pool_try_claim(pool, claim) \
   qorb_pool_try_claim_at((pool), (claim), __FILE__, __LINE__)
+/** qorb_pool_try_claim() with the claim site given (`file`, `line`: kept
+ * for the stats' oldest claim and the leak report). */
 QORB_EXTERN int qorb_pool_try_claim_at(qorb_pool_t *pool,
                                        qorb_claim_t **claim, const char *file,
                                        int line);
 
 /**
  * Claim a connection, blocking the calling thread until one is free or
- * `timeout_ms` passes. Waiters are served first-come first-served.
+ * `timeout_ms` passes. Queued claims are served by the rule of
+ * policy.waiter_priority_us: one that has waited that long gets the next
+ * release, first come first served among them.
  * @param timeout_ms  < 0 for the policy's claim_timeout_ms; 0 to not wait
  *                    (then a miss returns the reason it would fail with at
  *                    its deadline: QORB_ENOBACKENDS, QORB_ENOTONLINE or
@@ -235,6 +242,7 @@ QORB_EXTERN int qorb_pool_try_claim_at(qorb_pool_t *pool,
  */
 #define qorb_pool_claim_wait(pool, timeout_ms, claim) \
   qorb_pool_claim_wait_at((pool), (timeout_ms), (claim), __FILE__, __LINE__)
+/** qorb_pool_claim_wait() with the claim site given. */
 QORB_EXTERN int qorb_pool_claim_wait_at(qorb_pool_t *pool, int timeout_ms,
                                         qorb_claim_t **claim,
                                         const char *file, int line);
@@ -262,6 +270,7 @@ typedef void (*qorb_claim_cb)(qorb_pool_t *pool, int status,
 #define qorb_pool_claim(pool, timeout_ms, cb, arg, id)                    \
   qorb_pool_claim_at((pool), (timeout_ms), (cb), (arg), (id), __FILE__, \
                      __LINE__)
+/** qorb_pool_claim() with the claim site given. */
 QORB_EXTERN int qorb_pool_claim_at(qorb_pool_t *pool, int timeout_ms,
                                    qorb_claim_cb cb, void *arg, uint64_t *id,
                                    const char *file, int line);
@@ -314,12 +323,12 @@ QORB_EXTERN const qorb_addr_t *qorb_claim_addr(const qorb_claim_t *claim);
 
 /** Per-backend statistics. */
 typedef struct qorb_backend_stats {
-  qorb_addr_t addr;
+  qorb_addr_t addr;       /**< the backend */
   int online;             /**< 1 while at least one slot is connected */
   unsigned connecting;    /**< slots connecting or waiting to reconnect */
-  unsigned idle;
+  unsigned idle;          /**< slots idle: claimable */
   unsigned checking;      /**< health check, prepare or recycle in flight */
-  unsigned claimed;
+  unsigned claimed;       /**< slots claimed now */
   uint64_t claims;        /**< claims served from this backend */
   uint64_t connects;      /**< successful connections */
   uint64_t failures;      /**< failed connects, checks, recycles, prepares */
@@ -371,9 +380,11 @@ typedef enum qorb_close_cause {
  */
 QORB_EXTERN uint64_t qorb_wait_bucket_le_ns(unsigned i);
 
-/** A short name for a reason ("timeout", "not_online", ...) or cause
- * ("lifetime", "idle", "health", ...); "?" when out of range. */
+/** A short name for a claim failure reason ("timeout", "not_online", ...);
+ * "?" when out of range. */
 QORB_EXTERN const char *qorb_claim_fail_name(unsigned reason);
+/** A short name for a close cause ("lifetime", "idle", "health", ...);
+ * "?" when out of range. */
 QORB_EXTERN const char *qorb_close_cause_name(unsigned cause);
 
 /** Pool statistics. Plain data; appended to only. */
@@ -382,8 +393,11 @@ typedef struct qorb_pool_stats {
   size_t backend_size;    /**< sizeof(qorb_backend_stats_t) of the caller */
   int closing;            /**< 1 after qorb_pool_close() */
   unsigned backends;      /**< known backends */
-  unsigned backends_online;
-  unsigned connecting, idle, checking, claimed; /**< slots, all backends */
+  unsigned backends_online; /**< backends with a connected slot */
+  unsigned connecting;    /**< slots connecting, all backends */
+  unsigned idle;          /**< slots idle, all backends */
+  unsigned checking;      /**< slots checking, preparing or recycling */
+  unsigned claimed;       /**< slots claimed, all backends */
   unsigned waiters;       /**< queued claims now */
   uint64_t claims;        /**< claims served */
   uint64_t timeouts;      /**< claims that timed out */
@@ -417,6 +431,7 @@ typedef struct qorb_pool_stats {
                                asynchronous): the next release is theirs */
 } qorb_pool_stats_t;
 
+/** Initialise `st` (and the caller's sizes) before qorb_pool_stats(). */
 #define qorb_pool_stats_init(st) \
   qorb_pool_stats_init_((st), sizeof(*(st)), sizeof(qorb_backend_stats_t))
 QORB_EXTERN void qorb_pool_stats_init_(qorb_pool_stats_t *st, size_t size,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * qorb.h: the umbrella header. Connector and resolver headers that pull in
  * foreign libraries (pg.h, redis.h, dns.h) are included on their own.
  */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * redis.h: qorb-redis, the Redis connector (hiredis). Link libqorb-redis
  * (pkg-config qorb-redis, CMake qorb::redis). A pool built with it hands
  * out hiredis contexts that are connected, authenticated, in the configured

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * resolver.h: the interface for resolver authors. A resolver finds the
  * backends of a service and reports the whole current set each time it
  * changes (a snapshot, not a diff). It does not judge health: the pool does.
@@ -19,6 +20,7 @@ struct ev_loop;
 /** A resolver instance: an op table, its context and the pool it feeds. */
 typedef struct qorb_resolver qorb_resolver_t;
 
+/** The resolver op table's version: set `version` to it. */
 #define QORB_RESOLVER_OPS_VERSION 1
 
 /**
@@ -101,6 +103,7 @@ typedef struct qorb_resolver_stats {
   unsigned servers_failing;  /**< of those, failing since their last answer */
 } qorb_resolver_stats_t;
 
+/** Zero `st` and set its `size` field. Thread: any. */
 #define qorb_resolver_stats_init(st) \
   qorb_resolver_stats_init_((st), sizeof(*(st)))
 QORB_EXTERN void qorb_resolver_stats_init_(qorb_resolver_stats_t *st,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * static.h: the static resolver, a fixed list of "host:port" backends that
  * the application may replace at run time.
  */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file
  * stats.h: the statistics of one or several pools as text, written into a
  * buffer of the caller's: the Prometheus text exposition format (0.0.4)
  * and JSON. docs/stats.md lists every metric and every JSON field.
@@ -89,7 +90,7 @@ QORB_EXTERN int qorb_stats_format_prometheus(const qorb_stats_snapshot_t *snaps,
  * and each backend's (`"backends":[...]`), error texts and the oldest
  * claim's call site included. Keys are the struct fields' names; times
  * keep their units (`_ms`, `_ns`) and -1 for "none", as in pool.h. Strings
- * are escaped (quote, backslash, control characters as \u00XX) and
+ * are escaped (quote, backslash, control characters as `\u00XX`) and
  * invalid UTF-8 is replaced, so the text always parses. Compact: no
  * whitespace between tokens.
  * @param snaps, buf, needed  as for qorb_stats_format_prometheus().

@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: MIT
+#
+# QorbRunDoxygen.cmake: the ctest `doxygen` (see QorbDocs.cmake).
+#   cmake -DDOXYGEN=... -DDOXYFILE=... -DOUT=... -DSOURCE_DIR=...
+#         -DPENDING="pool.h;..." -P QorbRunDoxygen.cmake
+# Runs Doxygen from SOURCE_DIR and fails on any warning, except those in the
+# headers named in PENDING, which are printed as pending.
+
+file(REMOVE_RECURSE "${OUT}")
+file(MAKE_DIRECTORY "${OUT}")
+execute_process(COMMAND "${DOXYGEN}" "${DOXYFILE}"
+  WORKING_DIRECTORY "${SOURCE_DIR}"
+  RESULT_VARIABLE rc
+  OUTPUT_VARIABLE out
+  ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "doxygen failed (${rc}):\n${out}${err}")
+endif()
+
+set(log "")
+if(EXISTS "${OUT}/warnings.log")
+  file(STRINGS "${OUT}/warnings.log" log)
+endif()
+set(failing 0)
+set(pending 0)
+foreach(line IN LISTS log)
+  if(line STREQUAL "")
+    continue()
+  endif()
+  set(is_pending FALSE)
+  foreach(h IN LISTS PENDING)
+    if(line MATCHES "/include/qorb/${h}:")
+      set(is_pending TRUE)
+    endif()
+  endforeach()
+  string(REPLACE "${SOURCE_DIR}/" "" line "${line}")
+  if(is_pending)
+    math(EXPR pending "${pending} + 1")
+    message(STATUS "pending: ${line}")
+  else()
+    math(EXPR failing "${failing} + 1")
+    message(STATUS "ERROR: ${line}")
+  endif()
+endforeach()
+message(STATUS "doxygen: ${failing} warnings, ${pending} pending (in: ${PENDING})")
+if(failing GREATER 0)
+  message(FATAL_ERROR "doxygen: ${failing} warnings in the public headers")
+endif()
