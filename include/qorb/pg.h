@@ -206,6 +206,68 @@ QORB_EXTERN int qorb_pg_connector_new(qorb_connector_t **out,
  */
 QORB_EXTERN PGconn *qorb_pg_conn(const qorb_claim_t *claim);
 
+/**
+ * Make a pool from one connection string, as pgxpool.New() does: a static
+ * resolver over the string's hosts, a qorb-pg connector with the rest of
+ * the string as its template, and the pool settings from its pool_* keys.
+ *
+ * Forms: a URI, "postgresql://" or "postgres://"
+ * ("postgresql://app:secret@127.0.0.2,127.0.0.3:5433/app?pool_max_conns=16
+ * &target_session_attrs=read-write&sslmode=disable"; user, password,
+ * database and query values percent-decoded; IPv6 in brackets), or libpq's
+ * key=value form ("host=127.0.0.2,127.0.0.3 port=5432 dbname=app
+ * pool_max_conns=8"; values plain or in single quotes, backslash escapes).
+ *
+ * Pool keys (pgxpool's names; removed before libpq sees the string):
+ *   pool_max_conns                 policy.max_slots (1 or more)
+ *   pool_min_conns                 policy.min_conns
+ *   pool_min_idle                  policy.spares_wanted
+ *   pool_max_conn_lifetime         policy.max_lifetime_ms
+ *   pool_max_conn_lifetime_jitter  policy.max_lifetime_jitter_ms
+ *   pool_max_conn_idle_time        policy.idle_timeout_ms
+ *   pool_health_check_period       policy.health_interval_ms
+ *   pool_name                      policy.name (1 to 63 characters)
+ * Durations are written as Go's time.ParseDuration reads them ("1h30m",
+ * "500ms", "2s", "1.5h"; units ns, us, µs, ms, s, m, h; "0" alone is 0):
+ * a bare number is refused. They are rounded up to whole milliseconds.
+ * Settings not given keep qorb_policy_init()'s defaults (not pgxpool's).
+ *
+ * Hosts: `host` (or `hostaddr`, which then wins; a single host name next
+ * to it stays in the template, for TLS verify-full) is a comma-separated
+ * list of numeric IPv4 or IPv6 addresses, each one backend; `port` is one
+ * port for all or one per host, 5432 where empty or not given. Host
+ * names are refused (QORB_ECONFIG, "host names need libqorb-dns"): for
+ * those, make a resolver with qorb_dns_resolver_new() and call
+ * qorb_pool_new(). Unix-domain sockets are refused too. host, hostaddr and
+ * port are removed from the template; the connector sets them per backend.
+ *
+ * target_session_attrs (removed from the template) sets the connector's
+ * role: any -> QORB_PG_ROLE_ANY, read-write or primary -> PRIMARY,
+ * read-only or standby -> STANDBY; prefer-standby is refused (a pool has
+ * one role). Every other keyword goes to libpq, whose parser
+ * (PQconninfoParse) checks it here.
+ *
+ * @param out      receives the pool.
+ * @param loop     as for qorb_pool_new(): the application's loop, or NULL
+ *                 for a loop on a thread the pool owns.
+ * @param connstr  the connection string.
+ * @param err      if not NULL, receives a message naming the bad key or
+ *                 libpq's message.
+ * @param errlen   size of `err`.
+ * @return 0; QORB_EINVAL (NULL `out` or `connstr`); QORB_ECONFIG (a bad
+ *         pool_* key or value, an unknown target_session_attrs, no host, an
+ *         empty host, a host name, a bad port, unterminated quotes, a
+ *         malformed URI, anything libpq refuses, or pool settings that do
+ *         not fit together); QORB_ENOMEM; or qorb_pool_new()'s other codes.
+ * Ownership: `connstr` is borrowed for the call (everything needed is
+ * copied). Close the pool with qorb_pool_close(). On failure nothing is
+ * left to free and `*out` is NULL.
+ * Thread: as qorb_pool_new().
+ */
+QORB_EXTERN int qorb_pg_pool_new(qorb_pool_t **out, struct ev_loop *loop,
+                                 const char *connstr, char *err,
+                                 size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

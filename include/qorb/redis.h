@@ -280,6 +280,56 @@ QORB_EXTERN struct redisContext *qorb_redis_ctx(const qorb_claim_t *claim);
 QORB_EXTERN struct redisAsyncContext *qorb_redis_async(
     const qorb_claim_t *claim);
 
+/**
+ * Make a pool from one URL: a static resolver over the URL's hosts, a
+ * qorb-redis connector and the pool settings from its pool_* parameters.
+ *
+ * Form: "redis://[[user]:password@]host[:port][,host[:port]...][/db]
+ * [?key=value&...]", for example
+ * "redis://app:secret@127.0.0.2:6379,127.0.0.3:6379/2?pool_max_conns=8".
+ *   user, password  percent-decoded; AUTH user password, or AUTH password
+ *                   for ":password@" or "password@" (as redis-cli reads
+ *                   it). A user needs a password. None: no AUTH.
+ *   hosts           numeric IPv4 or IPv6 (in brackets) addresses, port
+ *                   6379 when not given; each one backend. Host names are
+ *                   refused (QORB_ECONFIG, "host names need libqorb-dns"):
+ *                   use qorb_dns_resolver_new() and qorb_pool_new().
+ *   /db             the database for SELECT (default 0).
+ * Parameters (percent-decoded):
+ *   pool_max_conns, pool_min_conns, pool_min_idle, pool_max_conn_lifetime,
+ *   pool_max_conn_lifetime_jitter, pool_max_conn_idle_time,
+ *   pool_health_check_period, pool_name
+ *                   the pool settings, with the names, units and policy
+ *                   fields of qorb_pg_pool_new() (durations as Go writes
+ *                   them: "30s", "1h30m"; a bare number is refused).
+ *   flavour         blocking (default: a redisContext) or async
+ *                   ("flavor" is read the same).
+ *   client_name     CLIENT SETNAME.
+ * "rediss://" is refused with QORB_ENOTSUP: this function makes no TLS
+ * context (with hiredis TLS, give a redisSSLContext to
+ * qorb_redis_connector_new() instead).
+ *
+ * @param out     receives the pool.
+ * @param loop    as for qorb_pool_new(): the application's loop, or NULL
+ *                for a loop on a thread the pool owns.
+ * @param url     the URL.
+ * @param err     if not NULL, receives a message naming the bad part.
+ * @param errlen  size of `err`.
+ * @return 0; QORB_EINVAL (NULL `out` or `url`); QORB_ECONFIG (not a
+ *         redis:// URL, a bad pool_* key or value, an unknown parameter, no
+ *         host, an empty host, a host name, a bad port or database, bad
+ *         percent-encoding, settings that do not fit together, or what
+ *         qorb_redis_connector_new() refuses); QORB_ENOTSUP (rediss://);
+ *         QORB_ENOMEM; or qorb_pool_new()'s other codes.
+ * Ownership: `url` is borrowed for the call (everything needed is copied).
+ * Close the pool with qorb_pool_close(). On failure nothing is left to
+ * free and `*out` is NULL.
+ * Thread: as qorb_pool_new().
+ */
+QORB_EXTERN int qorb_redis_pool_new(qorb_pool_t **out, struct ev_loop *loop,
+                                    const char *url, char *err,
+                                    size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
