@@ -13,17 +13,7 @@
 #                     groff is missing.
 #   install           docs/man/*.[1-9] to share/man/man<section>.
 #
-# QORB_DOCS_PENDING lists headers whose Doxygen warnings are reported but
-# do not fail the test yet, because their owner is still writing their
-# comments; the list should only ever shrink (empty it to make every header
-# strict). docs/Doxyfile itself is strict: `doxygen docs/Doxyfile` from the
-# top of the tree fails on any warning.
-
 include_guard(GLOBAL)
-
-set(QORB_DOCS_PENDING "" CACHE STRING
-  "Headers whose Doxygen warnings do not fail the docs test yet")
-mark_as_advanced(QORB_DOCS_PENDING)
 
 find_program(QORB_DOXYGEN doxygen)
 find_program(QORB_GROFF groff)
@@ -61,7 +51,6 @@ if(QORB_BUILD_TESTS)
         "-DDOXYFILE=${_qorb_docs_dir}/Doxyfile.test"
         "-DOUT=${_qorb_docs_dir}/test"
         "-DSOURCE_DIR=${PROJECT_SOURCE_DIR}"
-        "-DPENDING=${QORB_DOCS_PENDING}"
         -P "${PROJECT_SOURCE_DIR}/cmake/QorbRunDoxygen.cmake")
   else()
     add_test(NAME doxygen COMMAND sh -c "echo 'doxygen not found: skipped'; exit 77")

@@ -2,9 +2,8 @@
 #
 # QorbRunDoxygen.cmake: the ctest `doxygen` (see QorbDocs.cmake).
 #   cmake -DDOXYGEN=... -DDOXYFILE=... -DOUT=... -DSOURCE_DIR=...
-#         -DPENDING="pool.h;..." -P QorbRunDoxygen.cmake
-# Runs Doxygen from SOURCE_DIR and fails on any warning, except those in the
-# headers named in PENDING, which are printed as pending.
+#         -P QorbRunDoxygen.cmake
+# Runs Doxygen from SOURCE_DIR and fails on any warning, each printed.
 
 file(REMOVE_RECURSE "${OUT}")
 file(MAKE_DIRECTORY "${OUT}")
@@ -22,27 +21,15 @@ if(EXISTS "${OUT}/warnings.log")
   file(STRINGS "${OUT}/warnings.log" log)
 endif()
 set(failing 0)
-set(pending 0)
 foreach(line IN LISTS log)
   if(line STREQUAL "")
     continue()
   endif()
-  set(is_pending FALSE)
-  foreach(h IN LISTS PENDING)
-    if(line MATCHES "/include/qorb/${h}:")
-      set(is_pending TRUE)
-    endif()
-  endforeach()
   string(REPLACE "${SOURCE_DIR}/" "" line "${line}")
-  if(is_pending)
-    math(EXPR pending "${pending} + 1")
-    message(STATUS "pending: ${line}")
-  else()
-    math(EXPR failing "${failing} + 1")
-    message(STATUS "ERROR: ${line}")
-  endif()
+  math(EXPR failing "${failing} + 1")
+  message(STATUS "ERROR: ${line}")
 endforeach()
-message(STATUS "doxygen: ${failing} warnings, ${pending} pending (in: ${PENDING})")
+message(STATUS "doxygen: ${failing} warnings")
 if(failing GREATER 0)
   message(FATAL_ERROR "doxygen: ${failing} warnings in the public headers")
 endif()

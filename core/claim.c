@@ -80,11 +80,6 @@ int qorb__claim_reason(qorb_pool_t *p) {
 /* ---------------------------------------------------------------------- */
 /* The fast path                                                           */
 
-/* An IDLE slot whose reset answer is still to be read (reset_send). */
-static int slot_pending(const qorb_claim_t *s) {
-  return (atomic_load_explicit(&s->flags, RELAXED) & QORB__F_PENDING) != 0;
-}
-
 static int grab_cas(qorb_claim_t *s) {
   int idle = QORB__S_IDLE;
   return atomic_compare_exchange_strong_explicit(
@@ -107,7 +102,7 @@ static qorb_claim_t *grab_idle(qorb_pool_t *p, int pend) {
       tl_hint.epoch == atomic_load_explicit(&p->order_epoch, RELAXED)) {
     s = &p->slots[tl_hint.idx];
     if (atomic_load_explicit(&s->state, RELAXED) == QORB__S_IDLE &&
-        !slot_pending(s) && grab_cas(s))
+        !qorb__slot_pending(s) && grab_cas(s))
       return s;
   }
   for (pass = 0; pass < 2; pass++) {
@@ -116,7 +111,7 @@ static qorb_claim_t *grab_idle(qorb_pool_t *p, int pend) {
       if (idx >= n) continue;
       s = &p->slots[idx];
       if (atomic_load_explicit(&s->state, RELAXED) != QORB__S_IDLE) continue;
-      if (pass == 0 && slot_pending(s)) {
+      if (pass == 0 && qorb__slot_pending(s)) {
         seen = 1;
         continue;
       }
@@ -159,7 +154,7 @@ static qorb_claim_t *grab_valid(qorb_pool_t *p, int locked, int pend) {
     int rc;
     if ((s = grab_idle(p, pend)) == NULL) return NULL;
     /* Its reset's answer is read next: that looks at it. */
-    if (slot_pending(s)) return s;
+    if (qorb__slot_pending(s)) return s;
     idle = qorb__coarse_ms() - atomic_load_explicit(&s->idle_since_ms, RELAXED);
     if (idle <= (int64_t)p->validate_ms) return s;
     if ((rc = p->cops->peek(p->cctx, s->conn)) == 0) return s;
@@ -211,7 +206,7 @@ static int settle(qorb_pool_t *p, qorb_claim_t *s, int wait_ms, int locked) {
 static qorb_claim_t *settle_nowait(qorb_pool_t *p, qorb_claim_t *s,
                                    int locked) {
   int rc;
-  if (s == NULL || !slot_pending(s)) return s;
+  if (s == NULL || !qorb__slot_pending(s)) return s;
   rc = settle(p, s, 0, locked);
   if (rc == QORB_EAGAIN) atomic_store(&s->state, QORB__S_IDLE);
   return rc == 0 ? s : NULL;
@@ -224,7 +219,7 @@ static qorb_claim_t *settle_nowait(qorb_pool_t *p, qorb_claim_t *s,
  * and the claim must look again.
  */
 static int claim_settle(qorb_pool_t *p, qorb_claim_t *s) {
-  if (!slot_pending(s)) return 0;
+  if (!qorb__slot_pending(s)) return 0;
   return settle(p, s, (int)p->reset_wait_ms, 0) == 0 ? 0 : -1;
 }
 
@@ -369,7 +364,7 @@ int qorb__offer_locked(qorb_pool_t *p, qorb_claim_t *s, int from) {
   /* A reset answer still to read is a blocking claimant's to wait for; the
      loop reads it for an asynchronous one (the idle watch) and offers the
      slot again. */
-  if (w == NULL || (!w->blocking && slot_pending(s)) ||
+  if (w == NULL || (!w->blocking && qorb__slot_pending(s)) ||
       !qorb__slot_cas_state(s, from, QORB__S_CLAIMED))
     return QORB__OFFER_KEPT;
   waiter_give_locked(p, w, s, 0);

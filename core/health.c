@@ -118,10 +118,6 @@ static int slot_settle(qorb_claim_t *s) {
   return 1;
 }
 
-static int slot_is_pending(const qorb_claim_t *s) {
-  return (atomic_load_explicit(&s->flags, RELAXED) & QORB__F_PENDING) != 0;
-}
-
 static void watch_cb(struct ev_loop *loop, ev_io *w, int revents) {
   qorb_claim_t *s = QORB_CONTAINER_OF(w, qorb_claim_t, watch);
   qorb_pool_t *p = s->pool;
@@ -135,7 +131,7 @@ static void watch_cb(struct ev_loop *loop, ev_io *w, int revents) {
     return;
   }
   /* The answer to its releaser's reset, most likely. */
-  if (slot_is_pending(s)) {
+  if (qorb__slot_pending(s)) {
     if (slot_settle(s) == 1) qorb__slot_offer(s);
     return;
   }
@@ -206,7 +202,7 @@ void qorb__slot_health_timer(qorb_claim_t *s) {
 void qorb__slot_check_now(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   int rc;
-  if (slot_is_pending(s)) {
+  if (qorb__slot_pending(s)) {
     /* Its reset's answer first; not there yet: look again soon. */
     rc = slot_settle(s);
     if (rc == 0 && qorb__slot_state(s) == QORB__S_IDLE)

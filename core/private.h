@@ -310,6 +310,11 @@ static inline int qorb__slot_state(const qorb_claim_t *s) {
   return atomic_load_explicit(&s->state, RELAXED);
 }
 
+/* Its releaser sent a reset whose answer is still to be read. */
+static inline int qorb__slot_pending(const qorb_claim_t *s) {
+  return (atomic_load_explicit(&s->flags, RELAXED) & QORB__F_PENDING) != 0;
+}
+
 /* xorshift64*: loop-only jitter, no need for more. Loop. */
 static inline uint64_t qorb__rng_next(qorb_pool_t *p) {
   uint64_t x = p->rng;

@@ -182,37 +182,38 @@ static void qr_blk_succeed(qr_conn_t *k) {
   qorb_op_done(op, 0);
 }
 
-/* Take every complete reply out of the reader and check it. */
-static void qr_blk_drain(qr_conn_t *k) {
-  redisContext *c = k->c;
-
+/* Take every complete reply out of the reader and check it against the
+ * op's steps: 1 once the last step is answered, 0 while more is to come, or
+ * a negative code with the error text recorded. */
+static int qr_blk_replies(qr_conn_t *k) {
   for (;;) {
     void *reply = NULL;
     int rc;
 
-    if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-      qorb__redis_err(k, "protocol error: %s", c->errstr);
-      qorb__redis_fail(k, QORB_EPROTO);
-      return;
+    if (redisGetReplyFromReader(k->c, &reply) != REDIS_OK) {
+      qorb__redis_err(k, "protocol error: %s", k->c->errstr);
+      return QORB_EPROTO;
     }
-    if (reply == NULL) return; /* wait for more */
+    if (reply == NULL) return 0; /* wait for more */
     if (k->next >= k->nsteps) {
       freeReplyObject(reply);
       qorb__redis_err(k, "unexpected reply");
-      qorb__redis_fail(k, QORB_EPROTO);
-      return;
+      return QORB_EPROTO;
     }
     rc = qorb__redis_reply(k, (enum qr_step)k->steps[k->next], reply);
     freeReplyObject(reply);
-    if (rc < 0) {
-      qorb__redis_fail(k, rc);
-      return;
-    }
-    if (rc == 0 && ++k->next == k->nsteps) {
-      qr_blk_succeed(k);
-      return;
-    }
+    if (rc < 0) return rc;
+    if (rc == 0 && ++k->next == k->nsteps) return 1;
   }
+}
+
+/* The op's replies so far: fail it, finish it, or wait for more. */
+static void qr_blk_drain(qr_conn_t *k) {
+  int rc = qr_blk_replies(k);
+  if (rc < 0)
+    qorb__redis_fail(k, rc);
+  else if (rc == 1)
+    qr_blk_succeed(k);
 }
 
 /* connect(2) finished: did it work? Then start TLS if configured. */
@@ -379,36 +380,6 @@ int qorb__redis_blk_reset_send(qr_conn_t *k) {
   return 0;
 }
 
-/* Check every complete reply in the reader: 1 when the pipeline has been
- * answered in full, 0 when more is to come, or a negative code. */
-static int qr_blk_reset_drain(qr_conn_t *k) {
-  for (;;) {
-    void *reply = NULL;
-    int rc;
-
-    if (redisGetReplyFromReader(k->c, &reply) != REDIS_OK) {
-      qorb__redis_err(k, "protocol error: %s", k->c->errstr);
-      return QORB_EPROTO;
-    }
-    if (reply == NULL) return 0;
-    if (k->next >= k->nsteps) {
-      freeReplyObject(reply);
-      qorb__redis_err(k, "unexpected reply");
-      return QORB_EPROTO;
-    }
-    rc = qorb__redis_reply(k, (enum qr_step)k->steps[k->next], reply);
-    freeReplyObject(reply);
-    if (rc < 0) return rc;
-    if (rc == 0 && ++k->next == k->nsteps) {
-      if (k->c->reader->pos < k->c->reader->len) {
-        qorb__redis_err(k, "unexpected data after the last reply");
-        return QORB_EPROTO;
-      }
-      return 1;
-    }
-  }
-}
-
 int qorb__redis_blk_reset_finish(qr_conn_t *k, int wait_ms, char *err,
                                  size_t errlen) {
   int64_t deadline = wait_ms > 0 ? qorb__conn_mono_ms() + wait_ms : 0;
@@ -422,7 +393,12 @@ int qorb__redis_blk_reset_finish(qr_conn_t *k, int wait_ms, char *err,
 
     if (qr_blk_unsent(k) && (rc = qr_blk_send(k, &done)) != 0) break;
     if ((rc = qr_blk_recv(k)) != 0) break;
-    if ((rc = qr_blk_reset_drain(k)) != 0) break;
+    if ((rc = qr_blk_replies(k)) == 1 &&
+        k->c->reader->pos < k->c->reader->len) {
+      qorb__redis_err(k, "unexpected data after the last reply");
+      rc = QORB_EPROTO;
+    }
+    if (rc != 0) break;
     if (wait_ms <= 0) {
       k->errout = NULL;
       return QORB_EAGAIN;

@@ -354,29 +354,30 @@ if [ "$DO_CLAIM" = 1 ]; then
   echo "# claim: pool=$POOL threads=$THREADS seconds=$SECONDS_CLAIM" \
        "qorb_check=$([ $CLAIM_CHECK = 1 ] && echo on || echo off) hikaricp_check=off" \
        "jit_warmup=$JIT_WARMUP"
-  claim_qorb() { # round
-    local out=$WORK/claim_qorb.out rc=0 line
-    run_child "$out" "$CLAIM" --modes threads --pools "$POOL" --threads "$THREADS" \
-      --seconds "$SECONDS_CLAIM" --rounds 1 $check_opt || rc=$?
-    [ $rc = 0 ] || { echo "# bench/claim exited $rc"; failed=1; }
+  # claim_side ROUND KEY PREFIX LABEL CMD...: one round of one side; its
+  # lines that start with PREFIX give ops/s and starved into $RES as KEY.
+  claim_side() {
+    local round=$1 key=$2 prefix=$3 label=$4 out=$WORK/claim_$2.out rc=0 line
+    shift 4
+    run_child "$out" "$@" || rc=$?
+    [ $rc = 0 ] || { echo "# $label exited $rc"; failed=1; }
     while IFS= read -r line; do
-      case $line in "bench=claim mode=threads "*) ;; *) continue ;; esac
-      echo "# round=$1 $line"
-      echo "claim_qorb $(field "$line" threads) $1 $(field "$line" ops_per_s)" >>"$RES"
-      echo "starved_qorb $(field "$line" threads) $1 $(field "$line" starved)" >>"$RES"
+      case $line in "$prefix"*) ;; *) continue ;; esac
+      echo "# round=$round $line"
+      echo "claim_$key $(field "$line" threads) $round $(field "$line" ops_per_s)" >>"$RES"
+      echo "starved_$key $(field "$line" threads) $round $(field "$line" starved)" >>"$RES"
     done <"$out"
   }
+  claim_qorb() { # round
+    # shellcheck disable=SC2086 # check_opt is empty or one option
+    claim_side "$1" qorb "bench=claim mode=threads " bench/claim \
+      "$CLAIM" --modes threads --pools "$POOL" --threads "$THREADS" \
+      --seconds "$SECONDS_CLAIM" --rounds 1 $check_opt
+  }
   claim_hikari() { # round
-    local out=$WORK/claim_hikari.out rc=0 line
-    run_child "$out" "${JAVA[@]}" claim --threads "$THREADS" --pool "$POOL" \
-      --seconds "$SECONDS_CLAIM" --warmup 0.1 --jit-warmup "$JIT_WARMUP" || rc=$?
-    [ $rc = 0 ] || { echo "# HikariBench claim exited $rc"; failed=1; }
-    while IFS= read -r line; do
-      case $line in "bench=claim path=hikaricp "*) ;; *) continue ;; esac
-      echo "# round=$1 $line"
-      echo "claim_hikaricp $(field "$line" threads) $1 $(field "$line" ops_per_s)" >>"$RES"
-      echo "starved_hikaricp $(field "$line" threads) $1 $(field "$line" starved)" >>"$RES"
-    done <"$out"
+    claim_side "$1" hikaricp "bench=claim path=hikaricp " "HikariBench claim" \
+      "${JAVA[@]}" claim --threads "$THREADS" --pool "$POOL" \
+      --seconds "$SECONDS_CLAIM" --warmup 0.1 --jit-warmup "$JIT_WARMUP"
   }
   r=0
   while [ $r -lt "$ROUNDS" ]; do
