@@ -757,7 +757,7 @@ static int release_impl(qorb_claim_t *h, int broken) {
   else if (!broken)
     r = (p->cops->recycle != NULL || p->cops->prepare != NULL) ? 1 : 0;
   /* May it go back to IDLE without the loop (given a clean connection)? */
-  plain = !broken &&
+  plain = !broken && !p->hooked_release &&
           !(atomic_load_explicit(&s->flags, RELAXED) &
             (QORB__F_RETIRE | QORB__F_SUSPECT)) &&
           !atomic_load_explicit(&p->closing, RELAXED);
@@ -787,6 +787,8 @@ static int release_impl(qorb_claim_t *h, int broken) {
     return 0;
   }
   s->release_broken = broken ? QORB_EBROKEN : r < 0 ? r : 0;
+  /* Through the loop for the hooks only: no cleaning is owed. */
+  s->release_clean = p->hooked_release && r == 0;
   pthread_mutex_lock(&p->mu);
   r = to_loop_locked(p, s);
   qorb__pool_unlock(p);

@@ -46,6 +46,7 @@ static void policy_defaults(qorb_policy_t *p) {
   p->waiter_priority_us = 1000;
   p->min_conns = 0;
   p->max_lifetime_jitter_ms = QORB_LIFETIME_JITTER_AUTO;
+  p->hook_timeout_ms = 5000;
 }
 
 void qorb_policy_init_(qorb_policy_t *p, size_t size) {
@@ -125,6 +126,8 @@ int qorb_policy_validate(const qorb_policy_t *in, char *err, size_t errlen) {
       p->max_lifetime_jitter_ms > p->max_lifetime_ms)
     return policy_bad(err, errlen,
                       "max_lifetime_jitter_ms exceeds max_lifetime_ms");
+  if (p->hook_timeout_ms == 0)
+    return policy_bad(err, errlen, "hook_timeout_ms must be at least 1");
   if (p->waiter_priority_us > 1000000)
     return policy_bad(err, errlen, "waiter_priority_us must be 0 to 1000000");
   return 0;

@@ -242,6 +242,8 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
   p->cops = &connector->ops;
   p->validate_ms = p->cops->peek != NULL ? policy->validate_idle_ms : 0;
   p->reset_wait_ms = policy->recycle_timeout_ms;
+  p->hooked_release =
+      policy->before_acquire != NULL || policy->after_release != NULL;
   p->cctx = connector->ctx;
   p->created_ns = qorb__now_ns();
   p->rng = (p->created_ns ^ (uint64_t)(uintptr_t)p) | 1;

@@ -97,8 +97,13 @@ enum qorb__op_kind {
   QORB__OP_CONNECT,
   QORB__OP_CHECK,
   QORB__OP_PREPARE,
-  QORB__OP_RECYCLE
+  QORB__OP_RECYCLE,
+  QORB__OP_AFTER_CONNECT,  /* policy hooks, run as ops of the slot */
+  QORB__OP_BEFORE_ACQUIRE,
+  QORB__OP_AFTER_RELEASE
 };
+
+#define QORB__OP_IS_HOOK(op) ((op) >= QORB__OP_AFTER_CONNECT)
 
 /* slot->flags [any] */
 #define QORB__F_RETIRE 1u  /* close instead of reuse when released */
@@ -156,6 +161,14 @@ struct qorb_claim {
   int leak_reported;
   _Atomic int64_t held_since_ms; /* [any] the stats tick's first sight of
                                     this claim (qorb__coarse_ms), 0: none */
+  int hook_connect_due;        /* after_connect still to run on this
+                                  connection */
+  int hook_acquire_due;        /* before_acquire to run before the next
+                                  hand-out */
+  int hook_suspect;            /* QORB__F_SUSPECT taken at release, kept
+                                  across after_release */
+  int release_clean;           /* released to the loop for its hooks only:
+                                  the connector said it needs no cleaning */
   int close_cause;             /* QORB_CLOSE_* the next close counts as,
                                   -1: taken from the slot's situation */
   /* Why a claimant's reset_finish failed: written before it hands the slot
@@ -241,6 +254,8 @@ struct qorb_pool {
   unsigned validate_ms;          /* validate_idle_ms, 0 without a peek op:
                                     read by every claim and release, so
                                     kept on this line */
+  int hooked_release;            /* before_acquire or after_release set:
+                                    every release goes through the loop */
   unsigned reset_wait_ms;        /* recycle_timeout_ms: a claimant's wait
                                     for a reset's answer (reset_finish) */
   const qorb_connector_ops_t *cops;

@@ -83,9 +83,18 @@ qorb_claim_t *qorb__slot_bind(qorb_pool_t *p, struct qorb__backend *b) {
   return NULL;
 }
 
+static void slot_start_hook(qorb_claim_t *s, int op, int state);
+static void slot_op_failed(qorb_claim_t *s, int op, int status);
+static void slot_clean(qorb_claim_t *s, unsigned suspect);
+static const char *op_name(int op);
+
 /* Close the slot's connection, aborting any op in flight. */
 static void slot_close_conn(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
+  /* A hook still running is told first, so that it drops its own work. */
+  if (QORB__OP_IS_HOOK(s->op) && !s->op_done_queued &&
+      p->policy.hook_cancel != NULL && s->conn != NULL)
+    p->policy.hook_cancel(p->policy.hook_arg, (qorb_op_t *)s, s->conn);
   if (s->op_done_queued) {
     qorb__list_remove(&s->plink);
     s->op_done_queued = 0;
@@ -173,6 +182,7 @@ static int start_op(qorb_claim_t *s, int op, int state, unsigned timeout_ms) {
   int rc;
   s->op = op;
   s->op_status = 0;
+  s->err_set = 0;
   qorb__watch_stop(s);
   qorb__slot_set_state(s, state);
   qorb__slot_timer_start(s, timeout_ms);
@@ -184,6 +194,15 @@ static int start_op(qorb_claim_t *s, int op, int state, unsigned timeout_ms) {
     break;
   case QORB__OP_PREPARE:
     rc = p->cops->prepare(p->cctx, (qorb_op_t *)s, s->conn);
+    break;
+  case QORB__OP_AFTER_CONNECT:
+    rc = p->policy.after_connect(p->policy.hook_arg, (qorb_op_t *)s, s->conn);
+    break;
+  case QORB__OP_BEFORE_ACQUIRE:
+    rc = p->policy.before_acquire(p->policy.hook_arg, (qorb_op_t *)s, s->conn);
+    break;
+  case QORB__OP_AFTER_RELEASE:
+    rc = p->policy.after_release(p->policy.hook_arg, (qorb_op_t *)s, s->conn);
     break;
   default:
     QORB_PROBE(RECYCLE_START, p->name, (uint64_t)s->index,
@@ -228,6 +247,12 @@ void qorb__slot_offer(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   int r, replacement, fd;
 
+  if (s->hook_acquire_due) {
+    /* before_acquire owes this hand-out a look first. */
+    s->hook_acquire_due = 0;
+    slot_start_hook(s, QORB__OP_BEFORE_ACQUIRE, QORB__S_PREPARING);
+    return;
+  }
   s->op = QORB__OP_NONE;
   if (s->retiring)
     qorb__slot_timer_start(s, p->policy.rebalance_interval_ms);
@@ -253,11 +278,28 @@ void qorb__slot_offer(qorb_claim_t *s) {
   if (replacement) backend_retire_one(s->backend);
 }
 
-/* Connected and clean: prepare it if the connector wants, else offer it. */
+/*
+ * Run a policy hook as the slot's op. One that cannot start fails the slot
+ * as its own failure would.
+ */
+static void slot_start_hook(qorb_claim_t *s, int op, int state) {
+  int rc = start_op(s, op, state, s->pool->policy.hook_timeout_ms);
+  if (rc < 0) slot_op_failed(s, op, rc);
+}
+
+/*
+ * Connected and clean: run after_connect once per connection, then prepare
+ * it if the connector wants, else offer it.
+ */
 static void slot_ready(qorb_claim_t *s) {
   qorb_pool_t *p = s->pool;
   if (slot_excess(s)) {
     qorb__slot_free(s);
+    return;
+  }
+  if (s->hook_connect_due) {
+    s->hook_connect_due = 0;
+    slot_start_hook(s, QORB__OP_AFTER_CONNECT, QORB__S_PREPARING);
     return;
   }
   if (p->cops->prepare != NULL) {
@@ -364,6 +406,8 @@ static void slot_connected(qorb_claim_t *s) {
   s->checked_at = ev_now(p->loop);
   s->connected = 1;
   s->backoff_ms = 0;
+  s->hook_connect_due = p->policy.after_connect != NULL;
+  s->hook_acquire_due = p->policy.before_acquire != NULL;
   if (b->nconnected++ == 0) {
     b->failed = 0;
     atomic_store_explicit(&b->online_ns, qorb__now_ns(), RELAXED);
@@ -389,6 +433,42 @@ static void slot_connected(qorb_claim_t *s) {
 
 /* ---------------------------------------------------------------------- */
 /* Ops ending: completion, failure, timeout                                */
+
+/*
+ * A hook closed its connection (a rejection, a failure, its timeout). The
+ * hooks before a hand-out count as preparing it; after_release as its
+ * cleaning. after_connect's failure is the backend's, as a failed prepare
+ * is: the slot backs off. So does a connection before_acquire rejects,
+ * which keeps a hook that rejects every connection from making the pool
+ * connect in a loop. after_release judged one claimant's use of the
+ * connection, not the backend: it is replaced at once.
+ */
+static void slot_hook_failed(qorb_claim_t *s, int op, int status) {
+  qorb_pool_t *p = s->pool;
+  char why[192];
+  /* The last error names the hook, before what the hook (or its SQL) said. */
+  if (s->err_set) {
+    pthread_mutex_lock(&p->mu);
+    qorb__strlcpy(why, s->backend->last_error, sizeof(why));
+    pthread_mutex_unlock(&p->mu);
+  } else {
+    qorb__strlcpy(why, qorb_strerror(status), sizeof(why));
+  }
+  qorb_op_set_error((qorb_op_t *)s, "%s hook: %s", op_name(op), why);
+  s->close_cause = op == QORB__OP_AFTER_RELEASE ? QORB_CLOSE_RECYCLE
+                                                : QORB_CLOSE_PREPARE;
+  qorb__pool_log(p, QORB_LOG_INFO, "%s hook closed a connection to %s: %s",
+                 op_name(op), s->backend->addr.text, qorb_strerror(status));
+  if (op == QORB__OP_AFTER_RELEASE && status != QORB_ETIMEDOUT) {
+    if (p->closing_loop || s->backend->removed || s->retiring) {
+      qorb__slot_free(s);
+      return;
+    }
+    qorb__slot_failed(s, QORB__FAIL_BROKEN);
+    return;
+  }
+  qorb__slot_failed(s, QORB__FAIL_OP);
+}
 
 /*
  * An op ended with `status` < 0 (its own failure, or QORB_ETIMEDOUT from
@@ -419,6 +499,11 @@ static void slot_op_failed(qorb_claim_t *s, int op, int status) {
     QORB_PROBE(RECYCLE_FAILED, p->name, (uint64_t)s->index, addr, status,
                qorb_err_name(status));
     break;
+  case QORB__OP_AFTER_CONNECT:
+  case QORB__OP_BEFORE_ACQUIRE:
+  case QORB__OP_AFTER_RELEASE:
+    slot_hook_failed(s, op, status);
+    return;
   default:
     break;
   }
@@ -465,6 +550,19 @@ void qorb__slot_op_finished(qorb_claim_t *s) {
                s->backend->addr.text);
     slot_ready(s);
     return;
+  case QORB__OP_AFTER_CONNECT:
+    slot_ready(s);
+    return;
+  case QORB__OP_BEFORE_ACQUIRE:
+    if (slot_excess(s)) {
+      qorb__slot_free(s);
+      return;
+    }
+    qorb__slot_offer(s);
+    return;
+  case QORB__OP_AFTER_RELEASE:
+    slot_clean(s, (unsigned)s->hook_suspect);
+    return;
   default:
     return;
   }
@@ -498,6 +596,32 @@ void qorb__slot_released(qorb_claim_t *s) {
     qorb__slot_free(s);
     return;
   }
+  if (p->hooked_release) s->hook_acquire_due = p->policy.before_acquire != NULL;
+  if (p->policy.after_release != NULL) {
+    s->hook_suspect = suspect != 0;
+    slot_start_hook(s, QORB__OP_AFTER_RELEASE, QORB__S_RECYCLING);
+    return;
+  }
+  slot_clean(s, suspect);
+}
+
+/*
+ * A released connection, clean it: recycle it, or look at it if a
+ * sibling died while it was claimed, then make it ready again.
+ */
+static void slot_clean(qorb_claim_t *s, unsigned suspect) {
+  qorb_pool_t *p = s->pool;
+  if (s->release_clean) {
+    /* Here for the hooks only: the connector said it is clean. */
+    s->release_clean = 0;
+    if (suspect) {
+      qorb__slot_set_state(s, QORB__S_CHECKING);
+      qorb__slot_check_now(s);
+      return;
+    }
+    qorb__slot_offer(s);
+    return;
+  }
   if (p->cops->recycle != NULL) {
     /* A round trip: it also finds a suspect connection dead. */
     qorb__slot_start_op(s, QORB__OP_RECYCLE, QORB__S_RECYCLING,
@@ -520,6 +644,12 @@ static const char *op_name(int op) {
     return "health check";
   case QORB__OP_PREPARE:
     return "prepare";
+  case QORB__OP_AFTER_CONNECT:
+    return "after_connect";
+  case QORB__OP_BEFORE_ACQUIRE:
+    return "before_acquire";
+  case QORB__OP_AFTER_RELEASE:
+    return "after_release";
   default:
     return "recycle";
   }

@@ -57,6 +57,7 @@ typedef enum pg_phase {
   PH_RESET,      /* recycle: reset SQL */
   PH_ACQUIRE,    /* prepare: acquire SQL */
   PH_CONNECT_ACQUIRE, /* connect: acquire SQL as its last step */
+  PH_HOOK,       /* a pool hook's SQL (qorb_pg_hook_exec) */
   PH_DRAIN       /* done; waiting for the loop to drop the socket */
 } pg_phase_t;
 
@@ -78,6 +79,9 @@ typedef struct pg_conn {
                          that follows a connect has nothing to do */
   int reset_pending;  /* pg_reset_send sent the reset SQL; its answer is
                          still to be read (pg_reset_finish) */
+  qorb_pg_hook_result_cb hook_judge; /* PH_HOOK: looks at each row set */
+  void *hook_arg;
+  int hook_rc;        /* PH_HOOK: the judge's verdict, 0 or < 0 */
   /* libpq's defaults, put back at each release */
   PQnoticeReceiver notice_receiver;
   PQnoticeProcessor notice_processor;
@@ -211,6 +215,7 @@ static int pg_phase_error(pg_phase_t ph) {
     case PH_RESET: return QORB_ERECYCLE;
     case PH_ACQUIRE:
     case PH_CONNECT_ACQUIRE: return QORB_EACQUIRE;
+    case PH_HOOK: return QORB_EREJECTED;
     case PH_DRAIN:
     case PH_NONE: break;
   }
@@ -327,7 +332,9 @@ static void pg_query_done(pg_conn_t *c) {
   pg_ctx_t *ctx = c->ctx;
   if (c->failed) {
     /* the error text was recorded with the result */
-    pg_finish(c, pg_phase_error(c->phase));
+    pg_finish(c, c->phase == PH_HOOK && c->hook_rc < 0
+                     ? c->hook_rc
+                     : pg_phase_error(c->phase));
     return;
   }
   switch (c->phase) {
@@ -359,6 +366,9 @@ static void pg_query_done(pg_conn_t *c) {
       c->fresh = 1;
       pg_finish(c, 0);
       return;
+    case PH_HOOK:
+      pg_finish(c, 0);
+      return;
     case PH_CONNECT:
     case PH_DRAIN:
     case PH_NONE:
@@ -378,6 +388,13 @@ static int pg_query_result(pg_conn_t *c, PGresult *res) {
       if (c->phase == PH_ROLE || (c->phase == PH_CHECK &&
                                   c->ctx->role != QORB_PG_ROLE_ANY))
         pg_role_result(c, res);
+      if (c->phase == PH_HOOK && c->hook_judge != NULL && !c->failed) {
+        int r = c->hook_judge(c->hook_arg, c->op, res);
+        if (r < 0) {
+          c->hook_rc = r;
+          c->failed = 1;
+        }
+      }
       return 0;
     case PGRES_COPY_IN:
     case PGRES_COPY_OUT:
@@ -398,7 +415,8 @@ static int pg_query_result(pg_conn_t *c, PGresult *res) {
                            : c->phase == PH_ACQUIRE ||
                                    c->phase == PH_CONNECT_ACQUIRE
                                ? "acquire: "
-                               : "";
+                           : c->phase == PH_HOOK ? "hook SQL: "
+                                                 : "";
         pg_op_error(c, what, m);
       }
       c->failed = 1;
@@ -846,6 +864,34 @@ static const qorb_connector_ops_t pg_ops = PG_OPS(pg_prepare);
 /* Without acquire SQL there is nothing to prepare: no op, no trip through
    the core after each connect and recycle. */
 static const qorb_connector_ops_t pg_ops_noprepare = PG_OPS(NULL);
+
+/* ---- hook helpers ---------------------------------------------------- */
+
+/* `conn` as a qorb-pg connection, or NULL for anything else. */
+static pg_conn_t *pg_hook_self(void *conn) {
+  pg_conn_t *c = conn;
+  if (c == NULL || c->magic != PG_MAGIC) return NULL;
+  return c;
+}
+
+PGconn *qorb_pg_hook_conn(void *conn) {
+  pg_conn_t *c = pg_hook_self(conn);
+  return c != NULL ? c->pg : NULL;
+}
+
+int qorb_pg_hook_exec(qorb_op_t *op, void *conn, const char *sql,
+                      qorb_pg_hook_result_cb judge, void *arg) {
+  pg_conn_t *c = pg_hook_self(conn);
+  if (op == NULL || c == NULL || sql == NULL || sql[0] == '\0')
+    return QORB_EINVAL;
+  /* One at a time, and only while no op of the connector's is running. */
+  if (c->op != NULL || c->phase != PH_NONE || c->reset_pending)
+    return QORB_EBUSY;
+  c->hook_judge = judge;
+  c->hook_arg = arg;
+  c->hook_rc = 0;
+  return pg_op_query(c, op, PH_HOOK, sql);
+}
 
 const qorb_connector_ops_t *qorb__pg_ops(const pg_ctx_t *ctx) {
   return ctx->acquire_sql ? &pg_ops : &pg_ops_noprepare;

@@ -415,3 +415,43 @@ struct redisAsyncContext *qorb_redis_async(const qorb_claim_t *claim) {
   return k != NULL ? k->ac : NULL;
 }
 
+/* ------------------------------------------------------------------------
+ * Hook helpers
+ * ------------------------------------------------------------------------ */
+
+static qr_conn_t *qr_hook_self(void *conn) {
+  qr_conn_t *k = conn;
+  return (k != NULL && k->magic == QR_MAGIC) ? k : NULL;
+}
+
+struct redisContext *qorb_redis_hook_ctx(void *conn) {
+  qr_conn_t *k = qr_hook_self(conn);
+  return k != NULL ? k->c : NULL;
+}
+
+int qorb_redis_hook_command(qorb_op_t *op, void *conn, int argc,
+                            const char **argv, const size_t *argvlen,
+                            qorb_redis_hook_reply_cb judge, void *arg) {
+  qr_conn_t *k = qr_hook_self(conn);
+  int i, rc;
+
+  if (op == NULL || k == NULL || argc < 1 || argc > QORB_REDIS_HOOK_MAX_ARGS ||
+      argv == NULL || argvlen == NULL)
+    return QORB_EINVAL;
+  for (i = 0; i < argc; i++)
+    if (argv[i] == NULL) return QORB_EINVAL;
+  /* One at a time, and only while no op of the connector's is running. */
+  if (k->op != NULL || k->reset_pending) return QORB_EBUSY;
+  k->hook_argc = argc;
+  k->hook_argv = argv;
+  k->hook_len = argvlen;
+  k->hook_judge = judge;
+  k->hook_arg = arg;
+  /* The command is formatted here: the arrays are not kept. */
+  rc = k->c != NULL ? qorb__redis_blk_start(k, op, QR_OP_HOOK)
+                    : qorb__redis_async_start(k, op, QR_OP_HOOK);
+  k->hook_argv = NULL;
+  k->hook_len = NULL;
+  return rc;
+}
+

@@ -69,10 +69,11 @@ enum qr_step {
   QR_NOEVICT,       /* recycle: CLIENT NO-EVICT off */
   QR_NOTOUCH,       /* recycle: CLIENT NO-TOUCH off */
   QR_ROLE,
+  QR_USER,        /* hook: the command of qorb_redis_hook_command() */
   QR_PING /* always last: PING <token> */
 };
 
-enum qr_op { QR_OP_CONNECT, QR_OP_CHECK, QR_OP_RECYCLE };
+enum qr_op { QR_OP_CONNECT, QR_OP_CHECK, QR_OP_RECYCLE, QR_OP_HOOK };
 
 typedef struct qr_conn {
   uint32_t magic;
@@ -98,6 +99,13 @@ typedef struct qr_conn {
   char *errout;      /* with no op: where qorb__redis_err writes (the
                         first failure only), NULL: nowhere */
   size_t errout_len;
+  /* QR_OP_HOOK: the command, for qorb__redis_build only (the caller's
+     arrays), and the judge of its reply */
+  int hook_argc;
+  const char **hook_argv;
+  const size_t *hook_len;
+  qorb_redis_hook_reply_cb hook_judge;
+  void *hook_arg;
 
   /* blocking flavour */
   redisContext *c;

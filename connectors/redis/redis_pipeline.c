@@ -29,6 +29,7 @@ static const char *qr_opname(enum qr_op kind) {
     case QR_OP_CONNECT: return "connect";
     case QR_OP_CHECK: return "check";
     case QR_OP_RECYCLE: return "recycle";
+    case QR_OP_HOOK: return "hook command";
   }
   return "op";
 }
@@ -39,6 +40,7 @@ int qorb__redis_opcode(enum qr_op kind) {
     case QR_OP_CONNECT: return QORB_ECONNECT;
     case QR_OP_CHECK: return QORB_ECHECK;
     case QR_OP_RECYCLE: return QORB_ERECYCLE;
+    case QR_OP_HOOK: return QORB_EREJECTED;
   }
   return QORB_EPROTO;
 }
@@ -142,14 +144,12 @@ static int qr_wbuf_command(qr_conn_t *k, int argc, const char **argv,
   return 0;
 }
 
-/* Queue one command (argv form: binary safe, no format parsing). */
-static int qr_push(qr_conn_t *k, enum qr_step step, int argc,
-                   const char **argv) {
-  size_t len[4];
-  int i, rc;
+/* Queue one command of `argc` arguments of lengths `len`. */
+static int qr_push_len(qr_conn_t *k, enum qr_step step, int argc,
+                       const char **argv, const size_t *len) {
+  int rc;
 
-  if (k->nsteps >= QR_MAX_STEPS || argc > 4) return QORB_EPROTO;
-  for (i = 0; i < argc; i++) len[i] = strlen(argv[i]);
+  if (k->nsteps >= QR_MAX_STEPS) return QORB_EPROTO;
   if (k->c != NULL && k->raw) {
     if ((rc = qr_wbuf_command(k, argc, argv, len)) != 0) return rc;
   } else {
@@ -162,6 +162,17 @@ static int qr_push(qr_conn_t *k, enum qr_step step, int argc,
   }
   k->steps[k->nsteps++] = (unsigned char)step;
   return 0;
+}
+
+/* Queue one command (argv form: binary safe, no format parsing). */
+static int qr_push(qr_conn_t *k, enum qr_step step, int argc,
+                   const char **argv) {
+  size_t len[4];
+  int i;
+
+  if (argc > 4) return QORB_EPROTO;
+  for (i = 0; i < argc; i++) len[i] = strlen(argv[i]);
+  return qr_push_len(k, step, argc, argv, len);
 }
 
 #define QR_PUSH(k, step, ...)                                            \
@@ -263,6 +274,12 @@ int qorb__redis_build(qr_conn_t *k, enum qr_op kind) {
                 cfg->client_name != NULL ? cfg->client_name : "");
       }
       if ((rc = qr_push_flags(k, 0)) != 0) return rc;
+      break;
+
+    case QR_OP_HOOK:
+      if ((rc = qr_push_len(k, QR_USER, k->hook_argc, k->hook_argv,
+                            k->hook_len)) != 0)
+        return rc;
       break;
   }
   QR_PUSH(k, QR_PING, "PING", k->token);
@@ -458,6 +475,15 @@ int qorb__redis_reply(qr_conn_t *k, enum qr_step step, const redisReply *r) {
 
     case QR_ROLE:
       return qr_check_role(k, r);
+
+    case QR_USER:
+      if (k->hook_judge != NULL) {
+        int v = k->hook_judge(k->hook_arg, k->op, r);
+        return v < 0 ? v : 0;
+      }
+      if (r->type != REDIS_REPLY_ERROR) return 0;
+      qr_err_reply(k, "reply", r);
+      return QORB_EREJECTED;
 
     case QR_PING:
       if (r->type == REDIS_REPLY_STRING && r->str != NULL &&

@@ -62,7 +62,8 @@ extern "C" {
   X(ENOTSUP, -4021, "not supported")                                         \
   X(EBROKEN, -4022, "connection released as broken")                         \
   X(ECLOSED, -4023, "connection closed by peer")                            \
-  X(EGONE, -4024, "backend went away")
+  X(EGONE, -4024, "backend went away")                                     \
+  X(EREJECTED, -4025, "rejected by a hook")
 
 /** qorb's own error codes, QORB_EINVAL ... (see QORB_ERRNO_MAP). */
 enum qorb_errno {

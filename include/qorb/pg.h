@@ -207,6 +207,66 @@ QORB_EXTERN int qorb_pg_connector_new(qorb_connector_t **out,
 QORB_EXTERN PGconn *qorb_pg_conn(const qorb_claim_t *claim);
 
 /**
+ * A pool hook's look at one row set of the SQL it runs with
+ * qorb_pg_hook_exec(): 0 to keep the connection, a negative code (such as
+ * QORB_EREJECTED) to close it; qorb_op_set_error(op, ...) may say why.
+ * @param res  one result with rows (PGRES_TUPLES_OK); borrowed for the
+ *             call, never PQclear() it.
+ * Thread: the pool loop.
+ */
+typedef int (*qorb_pg_hook_result_cb)(void *arg, qorb_op_t *op,
+                                      const PGresult *res);
+
+/**
+ * Run SQL for a pool hook (policy.after_connect, before_acquire,
+ * after_release; see qorb_hook_fn in <qorb/pool.h>) on the pool loop,
+ * without blocking it, and finish the hook with its outcome: the hook
+ * returns what this returns, and qorb-pg calls qorb_op_done(op, ...) when
+ * the SQL has run: 0 when every statement succeeded and `judge` (if
+ * given) kept each row set; otherwise the judge's code, or QORB_EREJECTED
+ * for an SQL error (whose text becomes the backend's last error). The
+ * pool's hook_timeout_ms bounds it: a timeout closes the connection,
+ * which aborts the SQL.
+ *
+ * Example, once per connection (policy.after_connect):
+ * @code
+ * static int prep(void *arg, qorb_op_t *op, void *conn) {
+ *   return qorb_pg_hook_exec(op, conn,
+ *       "PREPARE get_user(int) AS SELECT name FROM users WHERE id = $1",
+ *       NULL, NULL);
+ * }
+ * @endcode
+ * Note that the default reset (`DISCARD ALL`) undoes SET and PREPARE at
+ * each release: to keep what after_connect sets up, give reset_sql a reset
+ * that keeps it (for example "CLOSE ALL; UNLISTEN *; SELECT
+ * pg_advisory_unlock_all(); DISCARD TEMP"), or set it with acquire_sql,
+ * which runs before every claim.
+ *
+ * @param op     the hook's op handle.
+ * @param conn   the hook's connection object (a qorb-pg one).
+ * @param sql    one or more statements (a simple query); copied by libpq.
+ * @param judge  looks at each row set, or NULL.
+ * @param arg    its first argument.
+ * @return 0 (started: qorb_op_done() follows; do not call it yourself),
+ *         QORB_EINVAL (NULL or empty arguments, or `conn` is not a qorb-pg
+ *         connection), QORB_EBUSY (SQL of this connection already running),
+ *         or the code of a send that failed (then nothing follows).
+ * Thread: the pool loop, inside or after a hook.
+ */
+QORB_EXTERN int qorb_pg_hook_exec(qorb_op_t *op, void *conn, const char *sql,
+                                  qorb_pg_hook_result_cb judge, void *arg);
+
+/**
+ * The PGconn of a hook's connection object, for a hook that only looks at
+ * it (PQtransactionStatus(), PQparameterStatus(), ...) and then calls
+ * qorb_op_done() itself. Use qorb_pg_hook_exec() for SQL: blocking calls
+ * (PQexec) on the pool loop would stall every other connection.
+ * @return the PGconn, or NULL when `conn` is not a qorb-pg connection.
+ * Ownership: the pool's. Thread: the pool loop, inside a hook.
+ */
+QORB_EXTERN PGconn *qorb_pg_hook_conn(void *conn);
+
+/**
  * Make a pool from one connection string, as pgxpool.New() does: a static
  * resolver over the string's hosts, a qorb-pg connector with the rest of
  * the string as its template, and the pool settings from its pool_* keys.

@@ -35,6 +35,47 @@ typedef struct qorb_pool qorb_pool_t;
 typedef struct qorb_claim qorb_claim_t;
 
 /**
+ * A lifecycle hook (policy.after_connect, before_acquire, after_release),
+ * with the semantics of pgxpool's AfterConnect, BeforeAcquire and
+ * AfterRelease, but asynchronous, so that the pool loop never blocks.
+ *
+ * It runs on the pool loop while the pool owns the connection (nobody has
+ * it claimed), and decides through the slot's op handle, as a connector op
+ * does: it returns 0 once started, and then calls qorb_op_done(op, 0) to
+ * keep the connection, or qorb_op_done(op, code) with a negative code
+ * (QORB_EREJECTED, or the failure's own) to close it; it may call
+ * qorb_op_done() before it returns. A negative return means it could not
+ * start (then it must not call qorb_op_done()), and closes the connection
+ * too. qorb_op_set_error() records why, as the backend's last error. A
+ * closed connection is never handed out; claims take another one.
+ *
+ * The pool bounds each run by policy.hook_timeout_ms. When the bound
+ * passes (or the pool closes) it calls policy.hook_cancel, if set, and
+ * then closes the connection, which aborts what the connector's own hook
+ * helpers started (qorb_pg_hook_exec(), qorb_redis_hook_command()); after
+ * that the hook must not call qorb_op_done(). A hook that works by other
+ * means (its own watchers) must set hook_cancel to stop them.
+ *
+ * @param arg   policy.hook_arg.
+ * @param op    the slot's op handle: for qorb_op_done(), qorb_op_set_error(),
+ *              qorb_op_addr(), qorb_op_loop() and the connectors' hook
+ *              helpers.
+ * @param conn  the connector's connection object (for qorb-pg and
+ *              qorb-redis, give it to their hook helpers, or read the
+ *              driver's handle with qorb_pg_hook_conn() /
+ *              qorb_redis_hook_ctx()).
+ * Thread: the pool loop.
+ */
+typedef int (*qorb_hook_fn)(void *arg, qorb_op_t *op, void *conn);
+
+/**
+ * policy.hook_cancel: a hook run on `op` is being abandoned (timed out, or
+ * the pool is closing); stop what it started. The connection closes right
+ * after. Thread: the pool loop.
+ */
+typedef void (*qorb_hook_cancel_fn)(void *arg, qorb_op_t *op, void *conn);
+
+/**
  * Pool policy: every knob, with defaults from qorb_policy_init(). Plain
  * data; new fields are only ever appended, and `size` says which a caller
  * knows: a program built against an older, shorter policy gets the
@@ -128,6 +169,40 @@ typedef struct qorb_policy {
                                      at most max_lifetime_ms.
                                      QORB_LIFETIME_JITTER_AUTO: 2.5% of
                                      max_lifetime_ms (the default) */
+  /* Appended in 0.2: lifecycle hooks (see qorb_hook_fn). */
+  qorb_hook_fn after_connect;   /**< once per new connection, after the
+                                     connector's connect and before its
+                                     first prepare: set session defaults,
+                                     prepare statements. A failure or a
+                                     timeout closes the connection and
+                                     counts as the backend's failure
+                                     (backoff) (NULL) */
+  qorb_hook_fn before_acquire;  /**< before each hand-out: after connect
+                                     (and after_connect and prepare), and
+                                     after each release's cleaning, before
+                                     the connection becomes claimable. A
+                                     rejection closes it and the slot
+                                     connects again after a backoff; claims
+                                     take other connections meanwhile.
+                                     With this or after_release set, every
+                                     release goes through the pool loop
+                                     (NULL) */
+  qorb_hook_fn after_release;   /**< after each release, before the
+                                     connection is cleaned, with whatever
+                                     state the claimant left (for qorb-pg,
+                                     possibly inside its open transaction,
+                                     which the cleaning then rolls back): a
+                                     rejection closes it and a new one
+                                     replaces it at once. Not for a release
+                                     with qorb_release_broken(), nor for
+                                     one the connector finds broken (NULL) */
+  qorb_hook_cancel_fn hook_cancel; /**< when a hook has not finished in
+                                     hook_timeout_ms, or the pool closes
+                                     under it: drop whatever the hook
+                                     started by its own means, before the
+                                     connection closes (NULL) */
+  void *hook_arg;               /**< the hooks' first argument */
+  unsigned hook_timeout_ms;     /**< bound on each hook run (5000) */
 } qorb_policy_t;
 
 /** max_lifetime_jitter_ms: 2.5% of max_lifetime_ms. */

@@ -280,6 +280,69 @@ QORB_EXTERN struct redisContext *qorb_redis_ctx(const qorb_claim_t *claim);
 QORB_EXTERN struct redisAsyncContext *qorb_redis_async(
     const qorb_claim_t *claim);
 
+/** Most arguments of one qorb_redis_hook_command() command. */
+#define QORB_REDIS_HOOK_MAX_ARGS 1024
+
+struct redisReply;
+
+/**
+ * A pool hook's look at the reply to its command (qorb_redis_hook_command()):
+ * 0 to keep the connection, a negative code (such as QORB_EREJECTED) to
+ * close it; qorb_op_set_error(op, ...) may say why.
+ * @param reply  borrowed for the call; never free it.
+ * Thread: the pool loop.
+ */
+typedef int (*qorb_redis_hook_reply_cb)(void *arg, qorb_op_t *op,
+                                        const struct redisReply *reply);
+
+/**
+ * Send one command for a pool hook (policy.after_connect, before_acquire,
+ * after_release; see qorb_hook_fn in <qorb/pool.h>) on the pool loop,
+ * without blocking it, in either flavour, and finish the hook with its
+ * outcome: the hook returns what this returns, and qorb-redis calls
+ * qorb_op_done(op, ...) once the reply is in: 0 when `judge` keeps it
+ * (without a judge: any reply but an error), else the judge's code, or
+ * QORB_EREJECTED for an error reply (whose text becomes the backend's last
+ * error). A PING with a token of its own follows the command, as after
+ * every qorb-redis op, so a reply out of step never passes. The pool's
+ * hook_timeout_ms bounds it: a timeout closes the connection.
+ *
+ * The recycle (RESET, or DISCARD/UNWATCH/SELECT) runs after each release:
+ * what after_connect sets that RESET clears (CLIENT TRACKING, a READONLY
+ * cluster mode) lasts only until the first release. Keep hooks to what
+ * survives it, or check before each hand-out (before_acquire).
+ *
+ * @param op       the hook's op handle.
+ * @param conn     the hook's connection object (a qorb-redis one).
+ * @param argc     1 to QORB_REDIS_HOOK_MAX_ARGS arguments.
+ * @param argv     the arguments (binary safe), copied before this returns.
+ * @param argvlen  their lengths.
+ * @param judge    looks at the reply, or NULL.
+ * @param arg      its first argument.
+ * @return 0 (started: qorb_op_done() follows; do not call it yourself),
+ *         QORB_EINVAL (NULL or out-of-range arguments, or `conn` is not a
+ *         qorb-redis connection), QORB_EBUSY (a command of this connection
+ *         already running), QORB_ECLOSED (the connection is broken), or
+ *         QORB_ENOMEM (then nothing follows).
+ * Thread: the pool loop, inside or after a hook.
+ */
+QORB_EXTERN int qorb_redis_hook_command(qorb_op_t *op, void *conn, int argc,
+                                        const char **argv,
+                                        const size_t *argvlen,
+                                        qorb_redis_hook_reply_cb judge,
+                                        void *arg);
+
+/**
+ * The redisContext of a hook's connection object in the blocking flavour
+ * (NULL in the async flavour or for another connector's object), for a
+ * hook that only looks at it and then calls qorb_op_done() itself. Use
+ * qorb_redis_hook_command() for commands: blocking calls on the pool loop
+ * would stall every other connection.
+ * Ownership: the pool's. Thread: the pool loop, inside a hook.
+ */
+QORB_EXTERN struct redisContext *qorb_redis_hook_ctx(void *conn);
+
+
 /**
  * Make a pool from one URL: a static resolver over the URL's hosts, a
  * qorb-redis connector and the pool settings from its pool_* parameters.

@@ -169,3 +169,21 @@ const char *itest_last_error(qorb_pool_t *pool, const char *addr, char *buf,
     snprintf(buf, len, "%s", b.last_error);
   return buf;
 }
+
+static int error_has(qorb_pool_t *pool, const char *addr, const char *what,
+                     const char *also, char *buf, size_t len) {
+  itest_last_error(pool, addr, buf, len);
+  return strstr(buf, what) != NULL && (also == NULL || strstr(buf, also));
+}
+
+void itest_wait_error(qorb_pool_t *pool, const char *addr, const char *what,
+                      const char *also, unsigned ms) {
+  char buf[256];
+  uint64_t end = itest_now_ms() + ms;
+  while (!error_has(pool, addr, what, also, buf, sizeof(buf)) &&
+         itest_now_ms() < end)
+    itest_nap_ms(10);
+  if (!error_has(pool, addr, what, also, buf, sizeof(buf)))
+    fail_msg("%s: last error \"%s\" does not contain \"%s\"%s%s%s", addr, buf,
+             what, also ? " and \"" : "", also ? also : "", also ? "\"" : "");
+}

@@ -107,4 +107,9 @@ unsigned itest_total_idle(qorb_pool_t *pool);
 const char *itest_last_error(qorb_pool_t *pool, const char *addr, char *buf,
                              size_t len);
 
+/* Wait (bounded by `ms`) until the backend's last_error contains both
+   `what` and `also` (NULL: only `what`); fails the test otherwise. */
+void itest_wait_error(qorb_pool_t *pool, const char *addr, const char *what,
+                      const char *also, unsigned ms);
+
 #endif /* QORB_TEST_ITEST_H */
