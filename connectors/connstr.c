@@ -2,8 +2,10 @@
 /*
  * connstr.c: what the connection-string parsers of qorb-pg and qorb-redis
  * share (see connstr.h): the pool_* keys with pgxpool's names and units,
- * Go-style durations, percent-decoding, URI host lists and numeric backend
- * addresses. Compiled into both libraries; pure, no I/O.
+ * Go-style durations, percent-decoding, URI host lists, hosts sorted into
+ * numeric addresses and names, and the resolver they make. Compiled into
+ * both libraries; pure but for qorb__connstr_pool(), no I/O. Built with
+ * QORB_CONNSTR_HAVE_DNS when libqorb-dns is there to resolve host names.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -11,6 +13,9 @@
 #include "qorb/connector.h"
 #include "qorb/resolver.h"
 #include "qorb/static.h"
+#if defined(QORB_CONNSTR_HAVE_DNS)
+#include "qorb/dns.h"
+#endif
 
 #include <limits.h>
 #include <stdarg.h>
@@ -189,7 +194,8 @@ enum pool_field {
   PF_JITTER,
   PF_IDLE_TIME,
   PF_HEALTH,
-  PF_NAME
+  PF_NAME,
+  PF_DNS_SERVERS
 };
 
 static const struct {
@@ -205,10 +211,81 @@ static const struct {
     {"pool_max_conn_idle_time", PF_IDLE_TIME, 1},
     {"pool_health_check_period", PF_HEALTH, 1},
     {"pool_name", PF_NAME, 0},
+    {"pool_dns_servers", PF_DNS_SERVERS, 0},
 };
 
-int qorb__connstr_pool_key(qorb_policy_t *p, char **name, const char *key,
-                           const char *val, char *err, size_t errlen) {
+/* As QORB_DNS_MAX_SERVERS (qorb/dns.h, which a build without libqorb-dns
+   may not have). */
+#define CONNSTR_MAX_DNS_SERVERS 8
+
+/* pool_dns_servers: "a.b.c.d:port" or "[ipv6]:port", separated by commas
+   or spaces, as qorb_dns_options_t.servers reads them. */
+static int dns_servers_check(const char *key, const char *val, char *err,
+                             size_t errlen) {
+  const char *p = val;
+  unsigned count = 0;
+  for (;;) {
+    char entry[64];
+    qorb_addr_t a;
+    size_t len;
+    p += strspn(p, ", \t");
+    if (*p == '\0') break;
+    len = strcspn(p, ", \t");
+    if (len >= sizeof(entry) || ++count > CONNSTR_MAX_DNS_SERVERS) {
+      qorb__connstr_err(err, errlen, "%s: %s", key,
+                        len >= sizeof(entry) ? "an entry is too long"
+                                             : "more than 8 servers");
+      return QORB_ECONFIG;
+    }
+    memcpy(entry, p, len);
+    entry[len] = '\0';
+    if (qorb_addr_parse(entry, &a) != 0) {
+      qorb__connstr_err(err, errlen,
+                        "%s: bad entry \"%s\" (want \"a.b.c.d:port\" or "
+                        "\"[ipv6]:port\", numeric)",
+                        key, entry);
+      return QORB_ECONFIG;
+    }
+    p += len;
+  }
+  if (count == 0) {
+    qorb__connstr_err(err, errlen,
+                      "%s: empty (leave it out for the system's servers)",
+                      key);
+    return QORB_ECONFIG;
+  }
+  return 0;
+}
+
+/* Replace *slot with a copy of `val`. */
+static int replace_copy(char **slot, const char *val) {
+  char *copy = qorb_strdup(val);
+  if (!copy) return QORB_ENOMEM;
+  qorb_free(*slot);
+  *slot = copy;
+  return 0;
+}
+
+int qorb__connstr_policy_base(qorb_policy_t *p, const qorb_policy_t *base,
+                              char *err, size_t errlen) {
+  /* The policy as first released: every caller's struct is at least this
+     (core/policy.c says the same). */
+  const size_t v1 = offsetof(qorb_policy_t, log_arg) + sizeof(p->log_arg);
+  qorb_policy_init(p);
+  if (!base) return 0;
+  if (base->size < v1 || base->size > 65536) {
+    qorb__connstr_err(err, errlen,
+                      "base policy not initialised with qorb_policy_init()");
+    return QORB_EINVAL;
+  }
+  memcpy(p, base, base->size < sizeof(*p) ? base->size : sizeof(*p));
+  p->size = sizeof(*p);
+  return 0;
+}
+
+int qorb__connstr_pool_key(qorb_policy_t *p, char **name, char **dns_servers,
+                           const char *key, const char *val, char *err,
+                           size_t errlen) {
   size_t i, n = sizeof(pool_keys) / sizeof(pool_keys[0]);
   unsigned v = 0;
   char why[160];
@@ -219,22 +296,25 @@ int qorb__connstr_pool_key(qorb_policy_t *p, char **name, const char *key,
                       "unknown pool setting \"%s\" (known: pool_max_conns, "
                       "pool_min_conns, pool_min_idle, pool_max_conn_lifetime, "
                       "pool_max_conn_lifetime_jitter, pool_max_conn_idle_time, "
-                      "pool_health_check_period, pool_name)",
+                      "pool_health_check_period, pool_name, "
+                      "pool_dns_servers)",
                       key);
     return QORB_ECONFIG;
   }
   if (pool_keys[i].field == PF_NAME) {
     size_t len = strlen(val);
-    char *copy;
+    int rc;
     if (len == 0 || len > 63) {
       qorb__connstr_err(err, errlen, "%s: must be 1 to 63 characters", key);
       return QORB_ECONFIG;
     }
-    if (!(copy = qorb_strdup(val))) return QORB_ENOMEM;
-    qorb_free(*name);
-    *name = copy;
-    p->name = copy;
+    if ((rc = replace_copy(name, val)) != 0) return rc;
+    p->name = *name;
     return 0;
+  }
+  if (pool_keys[i].field == PF_DNS_SERVERS) {
+    int rc = dns_servers_check(key, val, err, errlen);
+    return rc != 0 ? rc : replace_copy(dns_servers, val);
   }
   if (pool_keys[i].dur) {
     if (qorb__connstr_duration_ms(val, &v, why, sizeof(why)) != 0) {
@@ -261,7 +341,8 @@ int qorb__connstr_pool_key(qorb_policy_t *p, char **name, const char *key,
     case PF_JITTER: p->max_lifetime_jitter_ms = v; break;
     case PF_IDLE_TIME: p->idle_timeout_ms = v; break;
     case PF_HEALTH: p->health_interval_ms = v; break;
-    case PF_NAME: break;
+    case PF_NAME:
+    case PF_DNS_SERVERS: break;
   }
   return 0;
 }
@@ -348,11 +429,45 @@ int qorb__connstr_port(const char *s, size_t n, unsigned *port) {
   return 0;
 }
 
-int qorb__connstr_add_backend(qorb__sbuf_t *list, const char *h, size_t hlen,
-                              unsigned port, char *err, size_t errlen) {
+/* A host name as DNS has it: labels of letters, digits, '-' (not first)
+   and '_', 1 to 63 each, 253 in all, a final dot allowed. */
+static int is_host_name(const char *h, size_t n) {
+  size_t i, label = 0;
+  if (n > 0 && h[n - 1] == '.') n--;
+  if (n == 0 || n > 253) return 0;
+  for (i = 0; i < n; i++) {
+    char c = h[i];
+    if (c == '.') {
+      if (label == 0) return 0;
+      label = 0;
+      continue;
+    }
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
+          c == '_' || (c == '-' && label > 0)))
+      return 0;
+    if (++label > 63) return 0;
+  }
+  return label > 0;
+}
+
+/* Append "h:p" to a comma-separated list. */
+static int list_add(qorb__sbuf_t *list, const char *h, size_t hlen,
+                    unsigned port) {
+  char num[8];
+  int rc = 0;
+  snprintf(num, sizeof(num), ":%u", port);
+  if (list->len > 0) rc = qorb__sbuf_add(list, ",");
+  if (rc == 0) rc = qorb__sbuf_addn(list, h, hlen);
+  if (rc == 0) rc = qorb__sbuf_add(list, num);
+  return rc;
+}
+
+int qorb__connstr_add_host(qorb__connstr_hosts_t *hs, const char *h,
+                           size_t hlen, unsigned port, int numeric_only,
+                           char *err, size_t errlen) {
   char host[sizeof(((qorb_addr_t *)0)->host)];
+  int shown = (int)(hlen > 200 ? 200 : hlen), rc;
   qorb_addr_t a;
-  int rc;
   if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
     h++;
     hlen -= 2;
@@ -365,26 +480,42 @@ int qorb__connstr_add_backend(qorb__sbuf_t *list, const char *h, size_t hlen,
     qorb__connstr_err(err, errlen,
                       "host \"%.*s\": Unix-domain sockets are not supported "
                       "(the pool needs TCP addresses)",
-                      (int)hlen, h);
+                      shown, h);
     return QORB_ECONFIG;
   }
-  if (hlen >= sizeof(host) || memchr(h, '\0', hlen)) goto name;
-  memcpy(host, h, hlen);
-  host[hlen] = '\0';
   if (port == 0 || port > 65535) {
-    qorb__connstr_err(err, errlen, "host \"%s\": bad port %u", host, port);
+    qorb__connstr_err(err, errlen, "host \"%.*s\": bad port %u", shown, h,
+                      port);
     return QORB_ECONFIG;
   }
-  if (qorb_addr_set(&a, host, (uint16_t)port) != 0) goto name;
-  if (list->len > 0 && (rc = qorb__sbuf_add(list, ",")) != 0) return rc;
-  return qorb__sbuf_add(list, a.text);
-name:
-  qorb__connstr_err(err, errlen,
-                    "host \"%.*s\": host names need libqorb-dns (make the pool "
-                    "with qorb_dns_resolver_new() and qorb_pool_new()); give "
-                    "numeric addresses here",
-                    (int)(hlen > 200 ? 200 : hlen), h);
-  return QORB_ECONFIG;
+  if (hlen < sizeof(host) && !memchr(h, '\0', hlen)) {
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    if (qorb_addr_set(&a, host, (uint16_t)port) == 0) {
+      rc = hs->addrs.len > 0 ? qorb__sbuf_add(&hs->addrs, ",") : 0;
+      if (rc == 0) rc = qorb__sbuf_add(&hs->addrs, a.text);
+      hs->n += rc == 0;
+      return rc;
+    }
+  }
+  if (numeric_only || !is_host_name(h, hlen)) {
+    qorb__connstr_err(err, errlen,
+                      numeric_only ? "hostaddr \"%.*s\": not a numeric IPv4 "
+                                     "or IPv6 address"
+                                   : "host \"%.*s\": neither a numeric "
+                                     "address nor a host name",
+                      shown, h);
+    return QORB_ECONFIG;
+  }
+  rc = list_add(&hs->names, h, hlen, port);
+  hs->n += rc == 0;
+  return rc;
+}
+
+void qorb__connstr_hosts_free(qorb__connstr_hosts_t *hs) {
+  qorb__sbuf_free(&hs->addrs);
+  qorb__sbuf_free(&hs->names);
+  hs->n = 0;
 }
 
 int qorb__connstr_netloc(const char *s, size_t n,
@@ -426,8 +557,82 @@ int qorb__connstr_netloc(const char *s, size_t n,
   }
 }
 
+#if defined(QORB_CONNSTR_HAVE_DNS)
+/* A DNS resolver for one "name:port" entry of a host list. */
+static int dns_part(qorb_resolver_t **out, const char *entry, size_t len,
+                    const char *servers, const qorb_policy_t *policy,
+                    char *err, size_t errlen) {
+  char name[272], why[200] = "";
+  qorb_dns_options_t o;
+  int rc;
+  /* A checked name (253) and ":65535" always fit. */
+  if (len >= sizeof(name)) len = sizeof(name) - 1;
+  memcpy(name, entry, len);
+  name[len] = '\0';
+  qorb_dns_options_init(&o);
+  o.name = name;
+  o.servers = servers;
+  o.log_cb = policy->log_cb;
+  o.log_arg = policy->log_arg;
+  rc = qorb_dns_resolver_new(out, &o, why, sizeof(why));
+  if (rc == 0 || rc == QORB_ENOMEM) return rc;
+  qorb__connstr_err(err, errlen, "host \"%s\": %s", name, why);
+  return QORB_ECONFIG;
+}
+#endif
+
+/* The resolver of a string's hosts: a static one over the numeric
+   addresses, a DNS one per host name, merged when there are several. */
+static int hosts_resolver(qorb_resolver_t **out, const qorb_policy_t *policy,
+                          const char *backends, const char *names,
+                          const char *dns_servers, char *err, size_t errlen) {
+#if defined(QORB_CONNSTR_HAVE_DNS)
+  qorb_resolver_t **parts;
+  const char *p;
+  size_t n = 0, cap = backends ? 2 : 1, i;
+  int rc = 0;
+
+  if (!names) return qorb_static_resolver_new(out, backends, err, errlen);
+  for (p = names; *p; p++) cap += *p == ',';
+  parts = qorb_calloc(cap, sizeof(*parts));
+  if (!parts) return QORB_ENOMEM;
+  if (backends) {
+    rc = qorb_static_resolver_new(&parts[n], backends, err, errlen);
+    n += rc == 0;
+  }
+  for (p = names; rc == 0 && *p;) {
+    size_t len = strcspn(p, ",");
+    rc = dns_part(&parts[n], p, len, dns_servers, policy, err, errlen);
+    n += rc == 0;
+    p += len + (p[len] == ',');
+  }
+  if (rc == 0 && n == 1) {
+    *out = parts[0];
+    n = 0;
+  } else if (rc == 0 && (rc = qorb_resolver_merge_new(out, parts, n)) == 0) {
+    n = 0;
+  }
+  for (i = 0; i < n; i++) qorb_resolver_free(parts[i]);
+  qorb_free(parts);
+  return rc;
+#else
+  (void)policy;
+  (void)dns_servers;
+  if (names) {
+    qorb__connstr_err(err, errlen,
+                      "host \"%.*s\": host names need libqorb-dns, and this "
+                      "qorb was built without it (QORB_WITH_DNS=OFF); give "
+                      "numeric addresses",
+                      (int)strcspn(names, ","), names);
+    return QORB_ECONFIG;
+  }
+  return qorb_static_resolver_new(out, backends, err, errlen);
+#endif
+}
+
 int qorb__connstr_pool(qorb_pool_t **out, struct ev_loop *loop,
                        const qorb_policy_t *policy, const char *backends,
+                       const char *names, const char *dns_servers,
                        qorb__connstr_make_fn make, void *arg, char *err,
                        size_t errlen) {
   qorb_resolver_t *r = NULL;
@@ -435,7 +640,7 @@ int qorb__connstr_pool(qorb_pool_t **out, struct ev_loop *loop,
   int rc;
 
   *out = NULL;
-  rc = qorb_static_resolver_new(&r, backends, err, errlen);
+  rc = hosts_resolver(&r, policy, backends, names, dns_servers, err, errlen);
   if (rc == 0) rc = make(arg, &conn, err, errlen);
   if (rc == 0) rc = qorb_pool_new(out, loop, policy, r, conn, err, errlen);
   if (rc == QORB_EPOLICY) rc = QORB_ECONFIG;

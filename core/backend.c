@@ -5,13 +5,15 @@
  * are known and online, and the all-failed short cut), and the resolver's
  * face: qorb_resolver_update() turns a snapshot of addresses into added
  * and removed backends, and qorb_resolver_report() keeps the resolver's
- * figures for the stats snapshot. Loop thread throughout.
+ * figures for the stats snapshot (a merged resolver's parts report to it
+ * instead, resolver_merge.c). Loop thread throughout.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "private.h"
+#include "resolver_merge.h"
 
 static void backend_window(qorb_pool_t *p, struct qorb__backend *b) {
   ev_tstamp now = ev_now(p->loop), win = qorb__ms(p->policy.failure_window_ms);
@@ -154,6 +156,10 @@ int qorb_resolver_update(qorb_resolver_t *r, const qorb_addr_t *addrs,
   if (r == NULL || (addrs == NULL && n > 0)) return QORB_EINVAL;
   p = r->pool;
   if (p == NULL || !r->started) return QORB_EBUSY;
+  /* Started with the pool's pointer but not the pool's own: a part of the
+     merged resolver that is (resolver_merge.c). */
+  if (r != p->resolver)
+    return qorb__merge_part_update(p->resolver, r, addrs, n);
   if (p->closing_loop) return 0;
 
   /* Mark every backend gone, then revive the ones still reported. */
@@ -206,6 +212,7 @@ int qorb_resolver_report(qorb_resolver_t *r, const qorb_resolver_stats_t *st) {
     return QORB_EINVAL;
   p = r->pool;
   if (p == NULL || !r->started) return QORB_EBUSY;
+  if (r != p->resolver) return qorb__merge_part_report(p->resolver, r, st);
   /* An older, shorter struct: the fields it lacks keep their defaults. */
   qorb_resolver_stats_init(&in);
   memcpy(&in, st, st->size < sizeof(in) ? st->size : sizeof(in));

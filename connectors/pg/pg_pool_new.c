@@ -6,8 +6,9 @@
  * refuse the pool_* keys), so that the pool settings, the hosts and the
  * role can be taken out. What is left is written back as a key='value'
  * conninfo and handed to libpq's parser (PQconninfoParse) to be checked,
- * then to qorb_pg_connector_new(). The hosts become a static resolver's
- * backend list: numeric addresses only.
+ * then to qorb_pg_connector_new(). The hosts become the resolver: numeric
+ * addresses a static resolver's list, each host name a DNS resolver
+ * (../connstr.c). qorb_pg_pool_new_with() starts from the caller's policy.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -314,8 +315,9 @@ static size_t count_entries(const char *s) {
 
 /* Pair the address list with the port list, as libpq does: one port for
    all, or one per host; an empty entry is the default port. */
-static int build_backends(qorb__sbuf_t *list, const char *addrs,
-                          const char *ports, char *err, size_t errlen) {
+static int build_backends(qorb__connstr_hosts_t *hs, const char *addrs,
+                          int numeric_only, const char *ports, char *err,
+                          size_t errlen) {
   size_t nh = count_entries(addrs), np = ports ? count_entries(ports) : 0, i;
   const char *h = addrs, *pp = ports;
   if (np > 1 && np != nh) {
@@ -336,7 +338,7 @@ static int build_backends(qorb__sbuf_t *list, const char *addrs,
       }
       if (np > 1) pp += pl + (pp[pl] == ',');
     }
-    rc = qorb__connstr_add_backend(list, h, hl, port, err, errlen);
+    rc = qorb__connstr_add_host(hs, h, hl, port, numeric_only, err, errlen);
     if (rc != 0) return rc;
     h += hl + (h[hl] == ',');
   }
@@ -346,16 +348,20 @@ static int build_backends(qorb__sbuf_t *list, const char *addrs,
 void qorb__pg_connstr_free(qorb__pg_connstr_t *c) {
   if (!c) return;
   qorb_free(c->backends);
+  qorb_free(c->names);
+  qorb_free(c->dns_servers);
   qorb_free(c->conninfo);
   qorb_free(c->name);
-  c->backends = c->conninfo = c->name = NULL;
+  memset(c, 0, sizeof(*c));
 }
 
 int qorb__pg_connstr_parse(qorb__pg_connstr_t *out, const char *connstr,
-                           char *err, size_t errlen) {
+                           const qorb_policy_t *base, char *err,
+                           size_t errlen) {
   pairs_t l;
-  qorb__sbuf_t ci, bl;
-  const char *host, *hostaddr, *port, *addrs;
+  qorb__sbuf_t ci;
+  qorb__connstr_hosts_t hs;
+  const char *host, *hostaddr, *port, *addrs, *sslmode;
   PQconninfoOption *opts;
   char *msg = NULL;
   size_t i;
@@ -369,9 +375,10 @@ int qorb__pg_connstr_parse(qorb__pg_connstr_t *out, const char *connstr,
   }
   memset(&l, 0, sizeof(l));
   memset(&ci, 0, sizeof(ci));
-  memset(&bl, 0, sizeof(bl));
-  qorb_policy_init(&out->policy);
+  memset(&hs, 0, sizeof(hs));
   out->role = QORB_PG_ROLE_ANY;
+  rc = qorb__connstr_policy_base(&out->policy, base, err, errlen);
+  if (rc != 0) goto fail;
 
   if (strncmp(connstr, "postgresql://", 13) == 0)
     rc = parse_uri(&l, connstr, 13, err, errlen);
@@ -384,10 +391,12 @@ int qorb__pg_connstr_parse(qorb__pg_connstr_t *out, const char *connstr,
   host = pairs_get(&l, "host");
   hostaddr = pairs_get(&l, "hostaddr");
   port = pairs_get(&l, "port");
+  sslmode = pairs_get(&l, "sslmode");
   for (i = 0; i < l.n && rc == 0; i++) {
     const char *k = l.k[i], *v = l.v[i];
     if (strncmp(k, "pool_", 5) == 0) {
-      rc = qorb__connstr_pool_key(&out->policy, &out->name, k, v, err, errlen);
+      rc = qorb__connstr_pool_key(&out->policy, &out->name, &out->dns_servers,
+                                  k, v, err, errlen);
     } else if (strcmp(k, "target_session_attrs") == 0) {
       rc = parse_role(v, &out->role, err, errlen);
     } else if (strcmp(k, "host") == 0 || strcmp(k, "hostaddr") == 0 ||
@@ -402,9 +411,10 @@ int qorb__pg_connstr_parse(qorb__pg_connstr_t *out, const char *connstr,
   }
   if (rc != 0) goto fail;
 
-  /* hostaddr, when given, says where to connect; a single host name next
-     to it stays in the conninfo, for TLS verify-full and password files
-     (pg_conninfo.c keeps a single host). */
+  /* hostaddr, when given, says where to connect (numeric addresses only,
+     as in libpq); a single host name next to it stays in the conninfo, for
+     TLS verify-full and password files (pg_conninfo.c keeps a single
+     host). Without hostaddr, host names are looked up in DNS. */
   addrs = hostaddr && hostaddr[0] ? hostaddr : host;
   if (!addrs || !addrs[0]) {
     qorb__connstr_err(err, errlen,
@@ -417,9 +427,26 @@ int qorb__pg_connstr_parse(qorb__pg_connstr_t *out, const char *connstr,
       host[0] != '/' && host[0] != '@')
     rc = append_quoted(&ci, "host", host);
   if (rc == 0)
-    rc = build_backends(&bl, addrs, port && port[0] ? port : NULL, err,
-                        errlen);
+    rc = build_backends(&hs, addrs, addrs == hostaddr,
+                        port && port[0] ? port : NULL, err, errlen);
   if (rc != 0) goto fail;
+  if (hs.names.s && hs.n == 1) {
+    /* One host name, one DNS lookup: libpq connects to each address found
+       (hostaddr) under that name (host), so that verify-full checks the
+       name and password files match it. */
+    rc = append_quoted(&ci, "host", host);
+    if (rc != 0) goto fail;
+  } else if (hs.names.s && sslmode && strcmp(sslmode, "verify-full") == 0) {
+    /* Several hosts: the connector has one template, so each backend goes
+       under its address, which a certificate for a name does not match. */
+    qorb__connstr_err(err, errlen,
+                      "sslmode=verify-full needs the pool's one host name "
+                      "(a string with several hosts connects to each by its "
+                      "address): make one pool per host name, or give "
+                      "host=NAME with hostaddr=");
+    rc = QORB_ECONFIG;
+    goto fail;
+  }
 
   /* libpq checks the rest: an unknown keyword is refused now. */
   opts = PQconninfoParse(ci.s ? ci.s : "", &msg);
@@ -444,7 +471,8 @@ int qorb__pg_connstr_parse(qorb__pg_connstr_t *out, const char *connstr,
     rc = QORB_ENOMEM;
     goto fail;
   }
-  out->backends = bl.s;
+  out->backends = hs.addrs.s;
+  out->names = hs.names.s;
   pairs_free(&l);
   return 0;
 
@@ -452,9 +480,8 @@ fail:
   if (rc == QORB_ENOMEM) qorb__connstr_err(err, errlen, "out of memory");
   pairs_free(&l);
   qorb__sbuf_free(&ci);
-  qorb__sbuf_free(&bl);
-  qorb_free(out->name);
-  memset(out, 0, sizeof(*out));
+  qorb__connstr_hosts_free(&hs);
+  qorb__pg_connstr_free(out);
   return rc;
 }
 
@@ -468,20 +495,27 @@ static int pg_make(void *arg, qorb_connector_t **out, char *err,
   return qorb_pg_connector_new(out, &o, err, errlen);
 }
 
-int qorb_pg_pool_new(qorb_pool_t **out, struct ev_loop *loop,
-                     const char *connstr, char *err, size_t errlen) {
+int qorb_pg_pool_new_with(qorb_pool_t **out, struct ev_loop *loop,
+                          const char *connstr, const qorb_policy_t *base,
+                          char *err, size_t errlen) {
   qorb__pg_connstr_t c;
   int rc;
 
   if (!out || !connstr) {
     qorb__connstr_err(err, errlen, "NULL argument");
+    if (out) *out = NULL;
     return QORB_EINVAL;
   }
   *out = NULL;
-  rc = qorb__pg_connstr_parse(&c, connstr, err, errlen);
+  rc = qorb__pg_connstr_parse(&c, connstr, base, err, errlen);
   if (rc != 0) return rc;
-  rc = qorb__connstr_pool(out, loop, &c.policy, c.backends, pg_make, &c, err,
-                          errlen);
+  rc = qorb__connstr_pool(out, loop, &c.policy, c.backends, c.names,
+                          c.dns_servers, pg_make, &c, err, errlen);
   qorb__pg_connstr_free(&c);
   return rc;
+}
+
+int qorb_pg_pool_new(qorb_pool_t **out, struct ev_loop *loop,
+                     const char *connstr, char *err, size_t errlen) {
+  return qorb_pg_pool_new_with(out, loop, connstr, NULL, err, errlen);
 }

@@ -4,8 +4,9 @@
  * "redis://[[user]:password@]host:port[,host:port...][/db][?k=v&...]".
  * The user information is percent-decoded and becomes AUTH; the path the
  * database; the query the pool_* settings (shared with qorb-pg, see
- * ../connstr.c), the flavour and the client name. The hosts become a
- * static resolver's backend list: numeric addresses only.
+ * ../connstr.c), the flavour and the client name. The hosts become the
+ * resolver: numeric addresses a static resolver's list, each host name a
+ * DNS resolver. qorb_redis_pool_new_with() starts from the caller's policy.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -20,6 +21,8 @@
 void qorb__redis_url_free(qorb__redis_url_t *u) {
   if (!u) return;
   qorb_free(u->backends);
+  qorb_free(u->names);
+  qorb_free(u->dns_servers);
   qorb_free(u->user);
   qorb_free(u->password);
   qorb_free(u->client_name);
@@ -28,7 +31,7 @@ void qorb__redis_url_free(qorb__redis_url_t *u) {
 }
 
 typedef struct hosts_acc {
-  qorb__sbuf_t list;
+  qorb__connstr_hosts_t hosts;
   char *err;
   size_t errlen;
 } hosts_acc_t;
@@ -42,7 +45,7 @@ static int host_cb(void *arg, const char *h, size_t hlen, const char *port,
                       (int)(portlen > 20 ? 20 : portlen), port);
     return QORB_ECONFIG;
   }
-  return qorb__connstr_add_backend(&a->list, h, hlen, p, a->err, a->errlen);
+  return qorb__connstr_add_host(&a->hosts, h, hlen, p, 0, a->err, a->errlen);
 }
 
 static int parse_db(const char *s, size_t n, int *db) {
@@ -61,7 +64,8 @@ static int parse_db(const char *s, size_t n, int *db) {
 static int url_param(qorb__redis_url_t *u, const char *k, const char *v,
                      char *err, size_t errlen) {
   if (strncmp(k, "pool_", 5) == 0)
-    return qorb__connstr_pool_key(&u->policy, &u->name, k, v, err, errlen);
+    return qorb__connstr_pool_key(&u->policy, &u->name, &u->dns_servers, k, v,
+                                  err, errlen);
   if (strcmp(k, "flavour") == 0 || strcmp(k, "flavor") == 0) {
     if (strcmp(v, "blocking") == 0) {
       u->flavour = QORB_REDIS_BLOCKING;
@@ -88,7 +92,8 @@ static int url_param(qorb__redis_url_t *u, const char *k, const char *v,
   return QORB_ECONFIG;
 }
 
-int qorb__redis_url_parse(qorb__redis_url_t *out, const char *url, char *err,
+int qorb__redis_url_parse(qorb__redis_url_t *out, const char *url,
+                          const qorb_policy_t *base, char *err,
                           size_t errlen) {
   const char *start, *p, *end;
   hosts_acc_t acc;
@@ -103,8 +108,9 @@ int qorb__redis_url_parse(qorb__redis_url_t *out, const char *url, char *err,
   memset(&acc, 0, sizeof(acc));
   acc.err = err;
   acc.errlen = errlen;
-  qorb_policy_init(&out->policy);
   out->flavour = QORB_REDIS_BLOCKING;
+  rc = qorb__connstr_policy_base(&out->policy, base, err, errlen);
+  if (rc != 0) goto fail;
 
   if (strncmp(url, "rediss://", 9) == 0) {
 #if defined(QORB_REDIS_HAVE_TLS)
@@ -200,12 +206,13 @@ int qorb__redis_url_parse(qorb__redis_url_t *out, const char *url, char *err,
   if (rc != 0) goto fail;
   rc = qorb__connstr_policy_check(&out->policy, err, errlen);
   if (rc != 0) goto fail;
-  out->backends = acc.list.s;
+  out->backends = acc.hosts.addrs.s;
+  out->names = acc.hosts.names.s;
   return 0;
 
 fail:
   if (rc == QORB_ENOMEM) qorb__connstr_err(err, errlen, "out of memory");
-  qorb__sbuf_free(&acc.list);
+  qorb__connstr_hosts_free(&acc.hosts);
   qorb__redis_url_free(out);
   return rc;
 }
@@ -223,20 +230,27 @@ static int redis_make(void *arg, qorb_connector_t **out, char *err,
   return qorb_redis_connector_new(out, &o, err, errlen);
 }
 
-int qorb_redis_pool_new(qorb_pool_t **out, struct ev_loop *loop,
-                        const char *url, char *err, size_t errlen) {
+int qorb_redis_pool_new_with(qorb_pool_t **out, struct ev_loop *loop,
+                             const char *url, const qorb_policy_t *base,
+                             char *err, size_t errlen) {
   qorb__redis_url_t u;
   int rc;
 
   if (!out || !url) {
     qorb__connstr_err(err, errlen, "NULL argument");
+    if (out) *out = NULL;
     return QORB_EINVAL;
   }
   *out = NULL;
-  rc = qorb__redis_url_parse(&u, url, err, errlen);
+  rc = qorb__redis_url_parse(&u, url, base, err, errlen);
   if (rc != 0) return rc;
-  rc = qorb__connstr_pool(out, loop, &u.policy, u.backends, redis_make, &u,
-                          err, errlen);
+  rc = qorb__connstr_pool(out, loop, &u.policy, u.backends, u.names,
+                          u.dns_servers, redis_make, &u, err, errlen);
   qorb__redis_url_free(&u);
   return rc;
+}
+
+int qorb_redis_pool_new(qorb_pool_t **out, struct ev_loop *loop,
+                        const char *url, char *err, size_t errlen) {
+  return qorb_redis_pool_new_with(out, loop, url, NULL, err, errlen);
 }

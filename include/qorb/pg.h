@@ -267,13 +267,14 @@ QORB_EXTERN int qorb_pg_hook_exec(qorb_op_t *op, void *conn, const char *sql,
 QORB_EXTERN PGconn *qorb_pg_hook_conn(void *conn);
 
 /**
- * Make a pool from one connection string, as pgxpool.New() does: a static
- * resolver over the string's hosts, a qorb-pg connector with the rest of
+ * Make a pool from one connection string, as pgxpool.New() does: a
+ * resolver for the string's hosts, a qorb-pg connector with the rest of
  * the string as its template, and the pool settings from its pool_* keys.
+ * The same as qorb_pg_pool_new_with() with a NULL base policy.
  *
  * Forms: a URI, "postgresql://" or "postgres://"
- * ("postgresql://app:secret@127.0.0.2,127.0.0.3:5433/app?pool_max_conns=16
- * &target_session_attrs=read-write&sslmode=disable"; user, password,
+ * ("postgresql://app@db1.internal,db2.internal:5432/app?pool_max_conns=16
+ * &pool_min_idle=4&target_session_attrs=read-write"; user, password,
  * database and query values percent-decoded; IPv6 in brackets), or libpq's
  * key=value form ("host=127.0.0.2,127.0.0.3 port=5432 dbname=app
  * pool_max_conns=8"; values plain or in single quotes, backslash escapes).
@@ -287,19 +288,34 @@ QORB_EXTERN PGconn *qorb_pg_hook_conn(void *conn);
  *   pool_max_conn_idle_time        policy.idle_timeout_ms
  *   pool_health_check_period       policy.health_interval_ms
  *   pool_name                      policy.name (1 to 63 characters)
+ *   pool_dns_servers               the DNS servers that host names are
+ *                                  looked up on: numeric "a.b.c.d:port" or
+ *                                  "[ipv6]:port", separated by commas or
+ *                                  spaces, at most 8 (qorb's key; default
+ *                                  the system's, /etc/resolv.conf, with
+ *                                  /etc/hosts first)
  * Durations are written as Go's time.ParseDuration reads them ("1h30m",
  * "500ms", "2s", "1.5h"; units ns, us, µs, ms, s, m, h; "0" alone is 0):
  * a bare number is refused. They are rounded up to whole milliseconds.
  * Settings not given keep qorb_policy_init()'s defaults (not pgxpool's).
  *
- * Hosts: `host` (or `hostaddr`, which then wins; a single host name next
- * to it stays in the template, for TLS verify-full) is a comma-separated
- * list of numeric IPv4 or IPv6 addresses, each one backend; `port` is one
- * port for all or one per host, 5432 where empty or not given. Host
- * names are refused (QORB_ECONFIG, "host names need libqorb-dns"): for
- * those, make a resolver with qorb_dns_resolver_new() and call
- * qorb_pool_new(). Unix-domain sockets are refused too. host, hostaddr and
- * port are removed from the template; the connector sets them per backend.
+ * Hosts: `host` is a comma-separated list of numeric IPv4 or IPv6
+ * addresses and host names; `port` is one port for all or one per host,
+ * 5432 where empty or not given. Numeric addresses are backends as they
+ * are (a static resolver). Each host name is looked up by a DNS resolver
+ * (libqorb-dns: A and AAAA records, every address a backend, looked up
+ * again as the records' TTLs run out); several hosts make one merged
+ * resolver (qorb_resolver_merge_new()). A single host name stays in the
+ * template as `host`, so that libpq checks it for sslmode=verify-full and
+ * matches it in password files, while each connection goes to a resolved
+ * address (`hostaddr`); with several hosts each backend goes under its
+ * address, so verify-full with a host name among several hosts is refused.
+ * `hostaddr`, when given, wins over `host` and must be numeric (then a
+ * single host name next to it stays in the template, as above, and is not
+ * looked up). Unix-domain sockets are refused. In a build without
+ * libqorb-dns (QORB_WITH_DNS off), host names are refused (QORB_ECONFIG,
+ * "host names need libqorb-dns"). hostaddr and port are removed from the
+ * template; the connector sets them per backend.
  *
  * target_session_attrs (removed from the template) sets the connector's
  * role: any -> QORB_PG_ROLE_ANY, read-write or primary -> PRIMARY,
@@ -312,13 +328,15 @@ QORB_EXTERN PGconn *qorb_pg_hook_conn(void *conn);
  *                 for a loop on a thread the pool owns.
  * @param connstr  the connection string.
  * @param err      if not NULL, receives a message naming the bad key or
- *                 libpq's message.
+ *                 host, or libpq's message.
  * @param errlen   size of `err`.
  * @return 0; QORB_EINVAL (NULL `out` or `connstr`); QORB_ECONFIG (a bad
  *         pool_* key or value, an unknown target_session_attrs, no host, an
- *         empty host, a host name, a bad port, unterminated quotes, a
- *         malformed URI, anything libpq refuses, or pool settings that do
- *         not fit together); QORB_ENOMEM; or qorb_pool_new()'s other codes.
+ *         empty or malformed host, a host name without libqorb-dns, a bad
+ *         port, a host name the DNS resolver refuses, verify-full over
+ *         several hosts, unterminated quotes, a malformed URI, anything
+ *         libpq refuses, or pool settings that do not fit together);
+ *         QORB_ENOMEM; or qorb_pool_new()'s other codes.
  * Ownership: `connstr` is borrowed for the call (everything needed is
  * copied). Close the pool with qorb_pool_close(). On failure nothing is
  * left to free and `*out` is NULL.
@@ -327,6 +345,36 @@ QORB_EXTERN PGconn *qorb_pg_hook_conn(void *conn);
 QORB_EXTERN int qorb_pg_pool_new(qorb_pool_t **out, struct ev_loop *loop,
                                  const char *connstr, char *err,
                                  size_t errlen);
+
+/**
+ * qorb_pg_pool_new() over a policy of the caller's, as pgxpool's
+ * ParseConfig() then NewWithConfig(): the string's pool_* keys set their
+ * fields of a copy of `base`, and everything else of `base` is kept as
+ * given: the log callback (which the DNS resolvers of host names log
+ * through as well), the lifecycle hooks, and every field the string has
+ * no key for (claim_timeout_ms, backoff, ...).
+ *
+ * @param out      receives the pool.
+ * @param loop     as for qorb_pool_new().
+ * @param connstr  the connection string, as for qorb_pg_pool_new().
+ * @param base     a policy from qorb_policy_init(), or NULL for its
+ *                 defaults (then this is qorb_pg_pool_new()).
+ * @param err      if not NULL, receives a message naming the bad key or
+ *                 host, or libpq's message.
+ * @param errlen   size of `err`.
+ * @return as qorb_pg_pool_new(), and QORB_EINVAL for a `base` whose `size`
+ *         qorb_policy_init() did not set. Settings that do not fit
+ *         together once the string's are applied: QORB_ECONFIG, naming
+ *         the string's key for the field.
+ * Ownership: `connstr` and `base` are borrowed for the call (the pool
+ * copies the policy and its name); `base->log_arg` and the hooks'
+ * arguments are kept as given, for the pool's life.
+ * Thread: as qorb_pool_new().
+ */
+QORB_EXTERN int qorb_pg_pool_new_with(qorb_pool_t **out, struct ev_loop *loop,
+                                      const char *connstr,
+                                      const qorb_policy_t *base, char *err,
+                                      size_t errlen);
 
 #ifdef __cplusplus
 }

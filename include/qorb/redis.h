@@ -344,27 +344,34 @@ QORB_EXTERN struct redisContext *qorb_redis_hook_ctx(void *conn);
 
 
 /**
- * Make a pool from one URL: a static resolver over the URL's hosts, a
- * qorb-redis connector and the pool settings from its pool_* parameters.
+ * Make a pool from one URL: a resolver for the URL's hosts, a qorb-redis
+ * connector and the pool settings from its pool_* parameters. The same as
+ * qorb_redis_pool_new_with() with a NULL base policy.
  *
  * Form: "redis://[[user]:password@]host[:port][,host[:port]...][/db]
  * [?key=value&...]", for example
- * "redis://app:secret@127.0.0.2:6379,127.0.0.3:6379/2?pool_max_conns=8".
+ * "redis://user:pass@cache.internal:6379/2?pool_max_conns=8".
  *   user, password  percent-decoded; AUTH user password, or AUTH password
  *                   for ":password@" or "password@" (as redis-cli reads
  *                   it). A user needs a password. None: no AUTH.
- *   hosts           numeric IPv4 or IPv6 (in brackets) addresses, port
- *                   6379 when not given; each one backend. Host names are
- *                   refused (QORB_ECONFIG, "host names need libqorb-dns"):
- *                   use qorb_dns_resolver_new() and qorb_pool_new().
+ *   hosts           numeric IPv4 or IPv6 (in brackets) addresses and host
+ *                   names, port 6379 when not given. A numeric address is
+ *                   one backend; a host name is looked up by a DNS
+ *                   resolver (libqorb-dns: every A and AAAA address a
+ *                   backend, looked up again as the TTLs run out); several
+ *                   hosts make one merged resolver
+ *                   (qorb_resolver_merge_new()). In a build without
+ *                   libqorb-dns, host names are refused (QORB_ECONFIG,
+ *                   "host names need libqorb-dns").
  *   /db             the database for SELECT (default 0).
  * Parameters (percent-decoded):
  *   pool_max_conns, pool_min_conns, pool_min_idle, pool_max_conn_lifetime,
  *   pool_max_conn_lifetime_jitter, pool_max_conn_idle_time,
- *   pool_health_check_period, pool_name
- *                   the pool settings, with the names, units and policy
- *                   fields of qorb_pg_pool_new() (durations as Go writes
- *                   them: "30s", "1h30m"; a bare number is refused).
+ *   pool_health_check_period, pool_name, pool_dns_servers
+ *                   the pool settings and the DNS servers for host names,
+ *                   with the names, units and meaning of qorb_pg_pool_new()
+ *                   (durations as Go writes them: "30s", "1h30m"; a bare
+ *                   number is refused).
  *   flavour         blocking (default: a redisContext) or async
  *                   ("flavor" is read the same).
  *   client_name     CLIENT SETNAME.
@@ -380,10 +387,12 @@ QORB_EXTERN struct redisContext *qorb_redis_hook_ctx(void *conn);
  * @param errlen  size of `err`.
  * @return 0; QORB_EINVAL (NULL `out` or `url`); QORB_ECONFIG (not a
  *         redis:// URL, a bad pool_* key or value, an unknown parameter, no
- *         host, an empty host, a host name, a bad port or database, bad
- *         percent-encoding, settings that do not fit together, or what
- *         qorb_redis_connector_new() refuses); QORB_ENOTSUP (rediss://);
- *         QORB_ENOMEM; or qorb_pool_new()'s other codes.
+ *         host, an empty or malformed host, a host name without
+ *         libqorb-dns or that the DNS resolver refuses, a bad port or
+ *         database, bad percent-encoding, settings that do not fit
+ *         together, or what qorb_redis_connector_new() refuses);
+ *         QORB_ENOTSUP (rediss://); QORB_ENOMEM; or qorb_pool_new()'s other
+ *         codes.
  * Ownership: `url` is borrowed for the call (everything needed is copied).
  * Close the pool with qorb_pool_close(). On failure nothing is left to
  * free and `*out` is NULL.
@@ -392,6 +401,33 @@ QORB_EXTERN struct redisContext *qorb_redis_hook_ctx(void *conn);
 QORB_EXTERN int qorb_redis_pool_new(qorb_pool_t **out, struct ev_loop *loop,
                                     const char *url, char *err,
                                     size_t errlen);
+
+/**
+ * qorb_redis_pool_new() over a policy of the caller's: the URL's pool_*
+ * parameters set their fields of a copy of `base`, and everything else of
+ * `base` is kept as given: the log callback (which the DNS resolvers of
+ * host names log through as well), the lifecycle hooks, and every field
+ * the URL has no parameter for.
+ *
+ * @param out     receives the pool.
+ * @param loop    as for qorb_pool_new().
+ * @param url     the URL, as for qorb_redis_pool_new().
+ * @param base    a policy from qorb_policy_init(), or NULL for its defaults
+ *                (then this is qorb_redis_pool_new()).
+ * @param err     if not NULL, receives a message naming the bad part.
+ * @param errlen  size of `err`.
+ * @return as qorb_redis_pool_new(), and QORB_EINVAL for a `base` whose
+ *         `size` qorb_policy_init() did not set.
+ * Ownership: `url` and `base` are borrowed for the call (the pool copies
+ * the policy and its name); `base->log_arg` and the hooks' arguments are
+ * kept as given, for the pool's life.
+ * Thread: as qorb_pool_new().
+ */
+QORB_EXTERN int qorb_redis_pool_new_with(qorb_pool_t **out,
+                                         struct ev_loop *loop,
+                                         const char *url,
+                                         const qorb_policy_t *base, char *err,
+                                         size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -123,6 +123,40 @@ QORB_EXTERN int qorb_resolver_report(qorb_resolver_t *r,
 /** The pool loop, or NULL when not started. Thread: the pool loop. */
 QORB_EXTERN struct ev_loop *qorb_resolver_loop(const qorb_resolver_t *r);
 
+/**
+ * Make one resolver over several: the backends it reports are the union
+ * of its parts' current sets, each address once. A pool takes one
+ * resolver; this gives it, say, a DNS resolver per host name and a static
+ * resolver for numeric addresses (qorb_pg_pool_new() does so for a string
+ * with several hosts).
+ *
+ * The pool starts the merged resolver, which starts every part on the pool
+ * loop; each time a part reports a set, the union of the latest sets goes
+ * to the pool. A part that has not reported yet adds nothing; a part
+ * keeps its own failure rules (a DNS part keeps its last good set through
+ * an outage). The pool's stats snapshot shows kind "merge", the parts'
+ * names joined with commas, the sums of their queries and failures, the
+ * latest error of any part, the soonest next lookup, and the most DNS
+ * servers (and failing servers) of any one part.
+ *
+ * @param out    receives the merged resolver.
+ * @param parts  `n` distinct resolvers: none started, none owned by a
+ *               pool, none itself a merged resolver.
+ * @param n      1 or more.
+ * @return 0, QORB_EINVAL (NULL `out` or `parts`, `n` 0, a NULL, repeated,
+ *         pool-owned or merged part), QORB_ENOMEM.
+ * Ownership: on success the parts are transferred to the merged resolver,
+ * which frees them when it is freed (by its pool, or by
+ * qorb_resolver_free()). Until then a part's pointer stays valid for
+ * reading (qorb_dns_resolver_stats() on a DNS part, on the pool loop), but
+ * must not be freed or given to a pool. On failure they stay the
+ * caller's. The `parts` array itself is borrowed for the call.
+ * Thread: any.
+ */
+QORB_EXTERN int qorb_resolver_merge_new(qorb_resolver_t **out,
+                                        qorb_resolver_t *const *parts,
+                                        size_t n);
+
 #ifdef __cplusplus
 }
 #endif

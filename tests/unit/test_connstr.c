@@ -8,8 +8,12 @@
  * refusal with a message naming what is wrong. A sweep over every prefix
  * and many byte flips of valid strings must only ever return 0 or an error
  * and leave no block allocated; an out-of-memory sweep fails each
- * allocation in turn. Last, the public constructors make pools over
- * 127.0.0.2:1, which never connect, and close them.
+ * allocation in turn. Host names are sorted from numeric addresses, and
+ * the merged resolver that several hosts make is checked over static
+ * parts on a pool of the scripted fake connector. Last, the public
+ * constructors make pools over 127.0.0.2:1, which never connect (host
+ * names looked up on 127.0.0.1:2, where no DNS server listens), and close
+ * them.
  */
 #define _GNU_SOURCE
 
@@ -24,8 +28,10 @@
 #include <ev.h>
 
 #include "count_alloc.h"
+#include "fake_connector.h"
 #include "loop_helpers.h"
 #include "qorb/pool.h"
+#include "qorb/static.h"
 
 #ifdef QORB_TEST_HAVE_PG
 #include "qorb/pg.h"
@@ -36,6 +42,16 @@
 #include "connstr.h"
 
 static char err[512];
+
+/* A log callback that counts its calls in *arg. */
+static int g_logs;
+static void count_log(const char *pool, qorb_log_level_t level,
+                      const char *msg, void *arg) {
+  (void)pool;
+  (void)level;
+  (void)msg;
+  (*(int *)arg)++;
+}
 
 /* ------------------------------------------------------------ durations */
 
@@ -98,26 +114,33 @@ static void test_durations(void **state) {
 
 static qorb__pg_connstr_t pg_ok(const char *s) {
   qorb__pg_connstr_t c;
-  int rc = qorb__pg_connstr_parse(&c, s, err, sizeof(err));
+  int rc = qorb__pg_connstr_parse(&c, s, NULL, err, sizeof(err));
   if (rc != 0) fail_msg("\"%s\": %s: %s", s, qorb_err_name(rc), err);
-  assert_non_null(c.backends);
+  assert_true(c.backends != NULL || c.names != NULL);
   assert_non_null(c.conninfo);
   return c;
 }
 
-static void pg_bad(const char *str, int code, const char *msg_part) {
+static void pg_bad_base(const char *str, const qorb_policy_t *base, int code,
+                        const char *msg_part) {
   const char *s = str ? str : "(NULL)";
   qorb__pg_connstr_t c;
   int rc;
   err[0] = '\0';
-  rc = qorb__pg_connstr_parse(&c, str, err, sizeof(err));
+  rc = qorb__pg_connstr_parse(&c, str, base, err, sizeof(err));
   if (rc != code)
     fail_msg("\"%s\": got %s (%s), want %s", s, qorb_err_name(rc), err,
              qorb_err_name(code));
   if (msg_part && !strstr(err, msg_part))
     fail_msg("\"%s\": message \"%s\" lacks \"%s\"", s, err, msg_part);
   assert_null(c.backends);
+  assert_null(c.names);
+  assert_null(c.dns_servers);
   assert_null(c.conninfo);
+}
+
+static void pg_bad(const char *str, int code, const char *msg_part) {
+  pg_bad_base(str, NULL, code, msg_part);
 }
 
 /* The value libpq reads for `kw` from the cleaned conninfo; "" if none. */
@@ -301,7 +324,7 @@ static void test_pg_roles(void **state) {
 static void test_pg_malformed(void **state) {
   (void)state;
   pg_bad(NULL, QORB_EINVAL, NULL);
-  assert_int_equal(qorb__pg_connstr_parse(NULL, "host=1.2.3.4", err,
+  assert_int_equal(qorb__pg_connstr_parse(NULL, "host=1.2.3.4", NULL, err,
                                           sizeof(err)),
                    QORB_EINVAL);
   /* Pool settings. */
@@ -343,9 +366,8 @@ static void test_pg_malformed(void **state) {
   pg_bad("host=127.0.0.1,,127.0.0.2", QORB_ECONFIG, "empty host");
   pg_bad("host=", QORB_ECONFIG, "no host");
   pg_bad("postgresql://127.0.0.1,/app", QORB_ECONFIG, "empty host");
-  pg_bad("host=db.example", QORB_ECONFIG, "host names need libqorb-dns");
-  pg_bad("postgresql://localhost/app", QORB_ECONFIG,
-         "host names need libqorb-dns");
+  pg_bad("hostaddr=db.example", QORB_ECONFIG,
+         "hostaddr \"db.example\": not a numeric");
   pg_bad("host=/var/run/postgresql", QORB_ECONFIG, "Unix-domain");
   pg_bad("host=127.0.0.1 port=99999", QORB_ECONFIG, "port");
   pg_bad("host=127.0.0.1 port=0", QORB_ECONFIG, "port");
@@ -374,6 +396,145 @@ static void test_pg_malformed(void **state) {
          "invalid connection option");
 }
 
+
+/* Host names go to DNS resolvers, numeric addresses to the static one. */
+static void test_pg_host_names(void **state) {
+  qorb__pg_connstr_t c;
+  char name[300];
+  (void)state;
+  /* The issue's example: two names, one port for the last (libpq's
+     order: the first has none, so 5432). */
+  c = pg_ok("postgresql://app@db1.internal,db2.internal:5432/app"
+            "?pool_max_conns=16&pool_min_idle=4"
+            "&target_session_attrs=read-write");
+  assert_null(c.backends);
+  assert_string_equal(c.names, "db1.internal:5432,db2.internal:5432");
+  assert_null(c.dns_servers);
+  assert_int_equal(c.policy.max_slots, 16);
+  assert_int_equal(c.policy.spares_wanted, 4);
+  assert_int_equal(c.role, QORB_PG_ROLE_PRIMARY);
+  assert_ci(&c, "host", ""); /* several hosts: each under its address */
+  assert_ci(&c, "user", "app");
+  assert_no_pool_keys(&c);
+  qorb__pg_connstr_free(&c);
+
+  /* Names and addresses mixed, per-host ports; the DNS servers. */
+  c = pg_ok("host=db1.internal,127.0.0.2,::1,Db_2.Example. port=1,2,3,4 "
+            "pool_dns_servers='127.0.0.1:5353, [::1]:5353'");
+  assert_string_equal(c.backends, "127.0.0.2:2,[::1]:3");
+  assert_string_equal(c.names, "db1.internal:1,Db_2.Example.:4");
+  assert_string_equal(c.dns_servers, "127.0.0.1:5353, [::1]:5353");
+  assert_null(strstr(c.conninfo, "pool_dns_servers"));
+  qorb__pg_connstr_free(&c);
+  c = pg_ok("postgresql://db.example/app?pool_dns_servers=127.0.0.1:5353,"
+            "%5B::1%5D:53");
+  assert_string_equal(c.dns_servers, "127.0.0.1:5353,[::1]:53");
+  qorb__pg_connstr_free(&c);
+
+  /* One name: it stays as libpq's host (verify-full, password files). */
+  c = pg_ok("postgresql://u@db.example:6000/d?sslmode=verify-full");
+  assert_string_equal(c.names, "db.example:6000");
+  assert_ci(&c, "host", "db.example");
+  assert_ci(&c, "sslmode", "verify-full");
+  qorb__pg_connstr_free(&c);
+  c = pg_ok("host=localhost");
+  assert_string_equal(c.names, "localhost:5432");
+  assert_ci(&c, "host", "localhost");
+  qorb__pg_connstr_free(&c);
+  /* verify-full over several numeric addresses checks each address. */
+  c = pg_ok("host=127.0.0.2,127.0.0.3 sslmode=verify-full");
+  assert_null(c.names);
+  qorb__pg_connstr_free(&c);
+
+  /* A name of 253 characters (labels of 63) and a final dot. */
+  snprintf(name, sizeof(name), "host=%.63s.%.63s.%.63s.%.61s.",
+           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+           "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+           "ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+           "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
+  c = pg_ok(name);
+  assert_int_equal(strlen(c.names), 253 + 1 + 5);
+  qorb__pg_connstr_free(&c);
+  name[strlen(name) - 1] = 'd'; /* 254 characters, no final dot */
+  pg_bad(name, QORB_ECONFIG, "neither a numeric address nor a host name");
+
+  /* Malformed names, each named in the message. */
+  pg_bad("host=-db.example", QORB_ECONFIG, "host \"-db.example\": neither");
+  pg_bad("host=db..example", QORB_ECONFIG, "host \"db..example\"");
+  pg_bad("host=.db", QORB_ECONFIG, "host \".db\"");
+  pg_bad("host=db!.example", QORB_ECONFIG, "host \"db!.example\"");
+  pg_bad("host=127.0.0.1,db%20x", QORB_ECONFIG, "host \"db%20x\"");
+  pg_bad("host=fe80::zz", QORB_ECONFIG, "host \"fe80::zz\"");
+  pg_bad("host=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "a.example",
+         QORB_ECONFIG, "neither a numeric address nor a host name");
+  /* verify-full cannot check one name per backend. */
+  pg_bad("host=db1.example,db2.example sslmode=verify-full", QORB_ECONFIG,
+         "sslmode=verify-full");
+  pg_bad("host=db1.example,127.0.0.1 sslmode=verify-full", QORB_ECONFIG,
+         "sslmode=verify-full");
+
+  /* pool_dns_servers: numeric "host:port" entries, 1 to 8. */
+  pg_bad("host=db pool_dns_servers=", QORB_ECONFIG, "pool_dns_servers: empty");
+  pg_bad("host=db pool_dns_servers=' , '", QORB_ECONFIG,
+         "pool_dns_servers: empty");
+  pg_bad("host=db pool_dns_servers=127.0.0.1", QORB_ECONFIG,
+         "pool_dns_servers: bad entry \"127.0.0.1\"");
+  pg_bad("host=db pool_dns_servers=ns.example:53", QORB_ECONFIG,
+         "pool_dns_servers: bad entry \"ns.example:53\"");
+  pg_bad("host=db pool_dns_servers=::1:53", QORB_ECONFIG,
+         "pool_dns_servers: bad entry \"::1:53\"");
+  pg_bad("host=db pool_dns_servers=127.0.0.1:0", QORB_ECONFIG,
+         "pool_dns_servers: bad entry");
+  pg_bad("postgresql://db/?pool_dns_servers=127.0.0.1:53,127.0.0.1:54,"
+         "127.0.0.1:55,127.0.0.1:56,127.0.0.1:57,127.0.0.1:58,127.0.0.1:59,"
+         "127.0.0.1:60,127.0.0.1:61",
+         QORB_ECONFIG, "pool_dns_servers: more than 8");
+  pg_bad("host=db pool_dns_servers=127.0.0.1:53aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+         QORB_ECONFIG, "pool_dns_servers: an entry is too long");
+}
+
+/* The caller's policy under the string's pool_* keys. */
+
+static void test_pg_base_policy(void **state) {
+  qorb__pg_connstr_t c;
+  qorb_policy_t base;
+  (void)state;
+  qorb_policy_init(&base);
+  base.name = "base";
+  base.max_slots = 3;
+  base.claim_timeout_ms = 1234;
+  base.log_cb = count_log;
+  base.log_arg = &g_logs;
+  assert_int_equal(qorb__pg_connstr_parse(&c, "host=127.0.0.1 "
+                                          "pool_max_conns=16", &base, err,
+                                          sizeof(err)),
+                   0);
+  assert_int_equal(c.policy.max_slots, 16);        /* the string's */
+  assert_int_equal(c.policy.claim_timeout_ms, 1234); /* the base's */
+  assert_string_equal(c.policy.name, "base");
+  assert_ptr_equal(c.policy.log_cb, count_log);
+  assert_ptr_equal(c.policy.log_arg, &g_logs);
+  assert_int_equal(c.policy.size, sizeof(c.policy));
+  qorb__pg_connstr_free(&c);
+  assert_int_equal(qorb__pg_connstr_parse(&c, "host=127.0.0.1 pool_name=s",
+                                          &base, err, sizeof(err)),
+                   0);
+  assert_string_equal(c.policy.name, "s");
+  assert_int_equal(c.policy.max_slots, 3);
+  qorb__pg_connstr_free(&c);
+  /* Settings that clash once the string's are applied are refused. */
+  base.spares_wanted = 3;
+  pg_bad_base("host=127.0.0.1 pool_max_conns=2", &base, QORB_ECONFIG,
+              "spares_wanted exceeds max_slots");
+  /* A base not from qorb_policy_init(). */
+  base.size = 0;
+  pg_bad_base("host=127.0.0.1", &base, QORB_EINVAL, "qorb_policy_init");
+  base.size = 1u << 20;
+  pg_bad_base("host=127.0.0.1", &base, QORB_EINVAL, "qorb_policy_init");
+}
+
 #endif /* QORB_TEST_HAVE_PG */
 
 /* ------------------------------------------------------------ redis */
@@ -382,9 +543,9 @@ static void test_pg_malformed(void **state) {
 
 static qorb__redis_url_t redis_ok(const char *s) {
   qorb__redis_url_t u;
-  int rc = qorb__redis_url_parse(&u, s, err, sizeof(err));
+  int rc = qorb__redis_url_parse(&u, s, NULL, err, sizeof(err));
   if (rc != 0) fail_msg("\"%s\": %s: %s", s, qorb_err_name(rc), err);
-  assert_non_null(u.backends);
+  assert_true(u.backends != NULL || u.names != NULL);
   return u;
 }
 
@@ -393,13 +554,15 @@ static void redis_bad(const char *str, int code, const char *msg_part) {
   qorb__redis_url_t u;
   int rc;
   err[0] = '\0';
-  rc = qorb__redis_url_parse(&u, str, err, sizeof(err));
+  rc = qorb__redis_url_parse(&u, str, NULL, err, sizeof(err));
   if (rc != code)
     fail_msg("\"%s\": got %s (%s), want %s", s, qorb_err_name(rc), err,
              qorb_err_name(code));
   if (msg_part && !strstr(err, msg_part))
     fail_msg("\"%s\": message \"%s\" lacks \"%s\"", s, err, msg_part);
   assert_null(u.backends);
+  assert_null(u.names);
+  assert_null(u.dns_servers);
   assert_null(u.user);
   assert_null(u.password);
 }
@@ -458,8 +621,11 @@ static void test_redis_malformed(void **state) {
   redis_bad("redis://", QORB_ECONFIG, "no host");
   redis_bad("redis://u:p@/0", QORB_ECONFIG, "no host");
   redis_bad("redis://127.0.0.1,", QORB_ECONFIG, "empty host");
-  redis_bad("redis://cache.example:6379", QORB_ECONFIG,
-            "host names need libqorb-dns");
+  redis_bad("redis://cache..example:6379", QORB_ECONFIG,
+            "host \"cache..example\": neither a numeric address nor a "
+            "host name");
+  redis_bad("redis://127.0.0.1/?pool_dns_servers=127.0.0.1", QORB_ECONFIG,
+            "pool_dns_servers: bad entry \"127.0.0.1\"");
   redis_bad("redis://127.0.0.1:0", QORB_ECONFIG, "port");
   redis_bad("redis://127.0.0.1:65536", QORB_ECONFIG, "port");
   redis_bad("redis://127.0.0.1:x", QORB_ECONFIG, "port");
@@ -479,6 +645,53 @@ static void test_redis_malformed(void **state) {
             QORB_ECONFIG, "pool_min_idle");
 }
 
+
+static void test_redis_host_names(void **state) {
+  qorb__redis_url_t u;
+  qorb_policy_t base;
+  (void)state;
+  /* The example. */
+  u = redis_ok("redis://user:pass@cache.internal:6379/2?pool_max_conns=8");
+  assert_null(u.backends);
+  assert_string_equal(u.names, "cache.internal:6379");
+  assert_string_equal(u.user, "user");
+  assert_string_equal(u.password, "pass");
+  assert_int_equal(u.database, 2);
+  assert_int_equal(u.policy.max_slots, 8);
+  qorb__redis_url_free(&u);
+  u = redis_ok("redis://c1.internal,127.0.0.3:7000,[::1],c2:1/"
+               "?pool_dns_servers=%5B::1%5D:5353");
+  assert_string_equal(u.backends, "127.0.0.3:7000,[::1]:6379");
+  assert_string_equal(u.names, "c1.internal:6379,c2:1");
+  assert_string_equal(u.dns_servers, "[::1]:5353");
+  qorb__redis_url_free(&u);
+
+  redis_bad("redis://c_1.internal!", QORB_ECONFIG, "host \"c_1.internal!\"");
+  redis_bad("redis://127.0.0.1/?pool_dns_servers=", QORB_ECONFIG,
+            "pool_dns_servers: empty");
+  redis_bad("redis://127.0.0.1/?pool_dns_servers=a.b:53", QORB_ECONFIG,
+            "pool_dns_servers: bad entry \"a.b:53\"");
+
+  /* The base policy's fields, the URL's keys over them. */
+  qorb_policy_init(&base);
+  base.claim_timeout_ms = 777;
+  base.log_cb = count_log;
+  assert_int_equal(qorb__redis_url_parse(&u, "redis://c?pool_min_idle=1",
+                                         &base, err, sizeof(err)),
+                   0);
+  assert_int_equal(u.policy.claim_timeout_ms, 777);
+  assert_int_equal(u.policy.spares_wanted, 1);
+  assert_ptr_equal(u.policy.log_cb, count_log);
+  qorb__redis_url_free(&u);
+  base.size = 3;
+  err[0] = '\0';
+  assert_int_equal(qorb__redis_url_parse(&u, "redis://c", &base, err,
+                                         sizeof(err)),
+                   QORB_EINVAL);
+  assert_non_null(strstr(err, "qorb_policy_init"));
+  assert_null(u.names);
+}
+
 #endif /* QORB_TEST_HAVE_REDIS */
 
 /* ------------------------------------------------- truncations and flips */
@@ -488,9 +701,9 @@ typedef int (*parse_fn)(const char *s);
 #ifdef QORB_TEST_HAVE_PG
 static int parse_pg(const char *s) {
   qorb__pg_connstr_t c;
-  int rc = qorb__pg_connstr_parse(&c, s, err, sizeof(err));
+  int rc = qorb__pg_connstr_parse(&c, s, NULL, err, sizeof(err));
   if (rc == 0) {
-    assert_non_null(c.backends);
+    assert_true(c.backends != NULL || c.names != NULL);
     assert_int_equal(qorb_policy_validate(&c.policy, NULL, 0), 0);
     qorb__pg_connstr_free(&c);
   }
@@ -500,9 +713,9 @@ static int parse_pg(const char *s) {
 #ifdef QORB_TEST_HAVE_REDIS
 static int parse_redis(const char *s) {
   qorb__redis_url_t u;
-  int rc = qorb__redis_url_parse(&u, s, err, sizeof(err));
+  int rc = qorb__redis_url_parse(&u, s, NULL, err, sizeof(err));
   if (rc == 0) {
-    assert_non_null(u.backends);
+    assert_true(u.backends != NULL || u.names != NULL);
     assert_int_equal(qorb_policy_validate(&u.policy, NULL, 0), 0);
     qorb__redis_url_free(&u);
   }
@@ -563,6 +776,10 @@ static const char *const pg_valid[] = {
     "password='a\\'b' pool_max_conn_lifetime=1h30m",
     "postgres://[::1]:5433,[fe80::1]/d%20b?pool_health_check_period=1.5s"
     "&pool_name=n",
+    "postgresql://app@db1.internal,db2.internal:5432/app?pool_max_conns=16"
+    "&pool_min_idle=4&target_session_attrs=read-write",
+    "host=db1.internal,127.0.0.2 port=5432,5433 pool_dns_servers="
+    "'127.0.0.1:5353 [::1]:5353' sslmode=verify-ca",
 };
 
 static void test_pg_sweep(void **state) {
@@ -575,6 +792,8 @@ static void test_pg_sweep(void **state) {
 static const char *const redis_valid[] = {
     "redis://user:pass@127.0.0.2:6379,127.0.0.3:6379/2?pool_max_conns=8",
     "redis://:p%40ss@[::1]/?flavour=async&pool_max_conn_idle_time=2m30s",
+    "redis://user:pass@cache.internal:6379/2?pool_max_conns=8",
+    "redis://c1.internal,127.0.0.3:7000/?pool_dns_servers=127.0.0.1:5353",
 };
 
 static void test_redis_sweep(void **state) {
@@ -644,10 +863,157 @@ static void close_on_loop(struct ev_loop *loop, qorb_pool_t *pool) {
   assert_int_equal(loop_active(loop), 0);
 }
 
+
+/* ------------------------------------------------------- merged resolver */
+
+/* 1 when `pool` has backend `addr` ("host:port"). */
+static int pool_has(qorb_pool_t *pool, const char *addr) {
+  qorb_pool_stats_t st;
+  qorb_backend_stats_t b[8];
+  size_t n = 0, i;
+  qorb_pool_stats_init(&st);
+  assert_int_equal(qorb_pool_stats(pool, &st, b, 8, &n), 0);
+  for (i = 0; i < n && i < 8; i++)
+    if (strcmp(b[i].addr.text, addr) == 0) return 1;
+  return 0;
+}
+
+static unsigned pool_backends(qorb_pool_t *pool) {
+  qorb_pool_stats_t st;
+  qorb_pool_stats_init(&st);
+  assert_int_equal(qorb_pool_stats(pool, &st, NULL, 0, NULL), 0);
+  return st.backends;
+}
+
+static void test_merge(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  fake_connector_t *fc = fake_connector_new(0);
+  qorb_resolver_t *a = NULL, *b = NULL, *m = NULL, *x = NULL, *parts[2];
+  qorb_pool_t *pool = NULL;
+  qorb_pool_stats_t st;
+  qorb_policy_t pol;
+  int closed = 0;
+  (void)state;
+  assert_non_null(loop);
+  assert_non_null(fc);
+  assert_int_equal(qorb_static_resolver_new(&a, "127.0.0.2:1,127.0.0.3:1",
+                                            err, sizeof(err)),
+                   0);
+  assert_int_equal(qorb_static_resolver_new(&b, "127.0.0.3:1,[::1]:1", err,
+                                            sizeof(err)),
+                   0);
+  /* Refusals leave the parts with us. */
+  parts[0] = a;
+  parts[1] = a;
+  assert_int_equal(qorb_resolver_merge_new(NULL, parts, 1), QORB_EINVAL);
+  assert_int_equal(qorb_resolver_merge_new(&m, NULL, 1), QORB_EINVAL);
+  assert_int_equal(qorb_resolver_merge_new(&m, parts, 0), QORB_EINVAL);
+  assert_int_equal(qorb_resolver_merge_new(&m, parts, 2), QORB_EINVAL);
+  parts[1] = NULL;
+  assert_int_equal(qorb_resolver_merge_new(&m, parts, 2), QORB_EINVAL);
+  assert_null(m);
+  parts[1] = b;
+  assert_int_equal(qorb_resolver_merge_new(&m, parts, 2), 0);
+  assert_non_null(m);
+  /* A merged resolver is no part. */
+  assert_int_equal(qorb_resolver_merge_new(&x, &m, 1), QORB_EINVAL);
+  assert_null(x);
+
+  qorb_policy_init(&pol);
+  pol.name = "merge";
+  pol.spares_wanted = 1;
+  pol.max_slots = 8;
+  assert_int_equal(qorb_pool_new(&pool, loop, &pol, m,
+                                 fake_connector_make(fc), err, sizeof(err)),
+                   0);
+  /* A started part belongs to the pool now. */
+  assert_int_equal(qorb_resolver_merge_new(&x, &a, 1), QORB_EINVAL);
+
+  /* The union, each address once. */
+  PUMP_UNTIL(loop, pool_backends(pool) == 3, 5000);
+  assert_true(pool_has(pool, "127.0.0.2:1"));
+  assert_true(pool_has(pool, "127.0.0.3:1"));
+  assert_true(pool_has(pool, "[::1]:1"));
+  /* One part changes: the union follows; an address both had stays. */
+  assert_int_equal(qorb_static_resolver_set(a, "127.0.0.4:1", err,
+                                            sizeof(err)),
+                   0);
+  PUMP_UNTIL(loop, pool_has(pool, "127.0.0.4:1") &&
+                       !pool_has(pool, "127.0.0.2:1"),
+             5000);
+  assert_true(pool_has(pool, "127.0.0.3:1"));
+  assert_int_equal(pool_backends(pool), 3);
+  assert_int_equal(qorb_static_resolver_set(b, "", err, sizeof(err)), 0);
+  PUMP_UNTIL(loop, pool_backends(pool) == 1, 5000);
+  assert_true(pool_has(pool, "127.0.0.4:1"));
+
+  qorb_pool_stats_init(&st);
+  assert_int_equal(qorb_pool_stats(pool, &st, NULL, 0, NULL), 0);
+  assert_string_equal(st.resolver.kind, "merge");
+  assert_string_equal(st.resolver.name, "static,static");
+  assert_int_equal(st.resolver.backends, 1);
+  assert_true(st.resolver.changes >= 3);
+
+  assert_int_equal(qorb_pool_close(pool, on_closed, &closed), 0);
+  assert_true(pump_until_fn(loop, flag_set, &closed, 5000));
+  assert_int_equal(loop_active(loop), 0);
+  fake_connector_verify(fc, 1);
+  fake_connector_free(fc);
+
+  /* Freed without a pool, it frees its parts. */
+  assert_int_equal(qorb_static_resolver_new(&a, "127.0.0.2:1", err,
+                                            sizeof(err)),
+                   0);
+  assert_int_equal(qorb_resolver_merge_new(&m, &a, 1), 0);
+  qorb_resolver_free(m);
+  ev_loop_destroy(loop);
+}
+
+/* A merged resolver whose second part fails to start: the first is
+   stopped again and the pool refused, nothing left. */
+static int refuse_start(void *ctx, qorb_resolver_t *r) {
+  (void)ctx;
+  (void)r;
+  return QORB_ECONFIG;
+}
+static void no_stop(void *ctx) { (void)ctx; }
+static const qorb_resolver_ops_t refusing_ops = {
+    .version = QORB_RESOLVER_OPS_VERSION,
+    .name = "refusing",
+    .start = refuse_start,
+    .stop = no_stop,
+};
+
+static void test_merge_start_fails(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  fake_connector_t *fc = fake_connector_new(0);
+  qorb_resolver_t *parts[2] = {NULL, NULL}, *m = NULL;
+  qorb_connector_t *conn;
+  qorb_pool_t *pool = NULL;
+  (void)state;
+  assert_int_equal(qorb_static_resolver_new(&parts[0], "127.0.0.2:1", err,
+                                            sizeof(err)),
+                   0);
+  assert_int_equal(qorb_resolver_new(&parts[1], &refusing_ops, NULL), 0);
+  assert_int_equal(qorb_resolver_merge_new(&m, parts, 2), 0);
+  conn = fake_connector_make(fc);
+  assert_int_equal(qorb_pool_new(&pool, loop, NULL, m, conn, err,
+                                 sizeof(err)),
+                   QORB_ECONFIG);
+  assert_null(pool);
+  assert_int_equal(loop_active(loop), 0);
+  /* Given back: it may start again (and fail again) or be freed. */
+  qorb_resolver_free(m);
+  qorb_connector_free(conn);
+  fake_connector_free(fc);
+  ev_loop_destroy(loop);
+}
+
 #ifdef QORB_TEST_HAVE_PG
 static void test_pg_pool_new(void **state) {
   struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
   qorb_pool_t *pool = (qorb_pool_t *)&pool;
+  int rc;
   (void)state;
   assert_non_null(loop);
   assert_int_equal(qorb_pg_pool_new(NULL, loop, "host=127.0.0.2", err,
@@ -672,6 +1038,42 @@ static void test_pg_pool_new(void **state) {
   assert_non_null(pool);
   assert_string_equal(qorb_pool_name(pool), "pgstr");
   close_on_loop(loop, pool);
+
+  /* Host names (looked up where no DNS server listens) beside an address:
+     a merged resolver; with the base policy's log callback. */
+  {
+    qorb_policy_t base;
+    int logs = 0;
+    qorb_policy_init(&base);
+    base.name = "pgbase";
+    base.log_cb = count_log;
+    base.log_arg = &logs;
+    pool = NULL;
+    rc = qorb_pg_pool_new_with(&pool, loop,
+                               "postgresql://app@db1.test.invalid,"
+                               "db2.test.invalid,127.0.0.2:1/app"
+                               "?pool_dns_servers=127.0.0.1:2&port=1,1,1",
+                               &base, err, sizeof(err));
+#ifdef QORB_TEST_HAVE_DNS
+    if (rc != 0) fail_msg("names: %s: %s", qorb_err_name(rc), err);
+    assert_string_equal(qorb_pool_name(pool), "pgbase");
+    close_on_loop(loop, pool);
+    assert_true(logs > 0);
+#else
+    assert_int_equal(rc, QORB_ECONFIG);
+    assert_non_null(strstr(err, "host names need libqorb-dns"));
+    assert_null(pool);
+#endif
+    base.size = 0;
+    pool = (qorb_pool_t *)&pool;
+    assert_int_equal(qorb_pg_pool_new_with(&pool, loop, "host=127.0.0.2",
+                                           &base, err, sizeof(err)),
+                     QORB_EINVAL);
+    assert_null(pool);
+    assert_int_equal(qorb_pg_pool_new_with(NULL, loop, "host=127.0.0.2",
+                                           NULL, err, sizeof(err)),
+                     QORB_EINVAL);
+  }
   ev_loop_destroy(loop);
 }
 #endif
@@ -684,7 +1086,7 @@ static void test_redis_pool_new(void **state) {
   assert_non_null(loop);
   assert_int_equal(qorb_redis_pool_new(&pool, loop, NULL, err, sizeof(err)),
                    QORB_EINVAL);
-  assert_int_equal(qorb_redis_pool_new(&pool, loop, "redis://a.example", err,
+  assert_int_equal(qorb_redis_pool_new(&pool, loop, "redis://a..example", err,
                                        sizeof(err)),
                    QORB_ECONFIG);
   assert_null(pool);
@@ -708,6 +1110,26 @@ static void test_redis_pool_new(void **state) {
                                        sizeof(err)),
                    0);
   close_on_loop(loop, pool);
+  /* One host name: its DNS resolver alone, no merge. */
+  {
+    int rc = qorb_redis_pool_new_with(&pool, loop,
+                                      "redis://u:p@cache.test.invalid:1/2"
+                                      "?pool_max_conns=8"
+                                      "&pool_dns_servers=127.0.0.1:2",
+                                      NULL, err, sizeof(err));
+#ifdef QORB_TEST_HAVE_DNS
+    qorb_pool_stats_t st;
+    if (rc != 0) fail_msg("name: %s: %s", qorb_err_name(rc), err);
+    pump_for(loop, 20);
+    qorb_pool_stats_init(&st);
+    assert_int_equal(qorb_pool_stats(pool, &st, NULL, 0, NULL), 0);
+    assert_string_equal(st.resolver.kind, "dns");
+    close_on_loop(loop, pool);
+#else
+    assert_int_equal(rc, QORB_ECONFIG);
+    assert_null(pool);
+#endif
+  }
   ev_loop_destroy(loop);
 }
 #endif
@@ -762,6 +1184,16 @@ static void test_pool_new_oom(void **state) {
   pool_new_oom(qorb_redis_pool_new,
                "redis://u:p@127.0.0.2:1/1?pool_max_conns=2&client_name=c");
 #endif
+#if defined(QORB_TEST_HAVE_DNS) && defined(QORB_TEST_HAVE_PG)
+  /* Two DNS resolvers and a static one, merged. */
+  pool_new_oom(qorb_pg_pool_new,
+               "postgresql://app@db1.test.invalid:1,db2.test.invalid:1,"
+               "127.0.0.2:1/app?pool_dns_servers=127.0.0.1:2");
+#endif
+#if defined(QORB_TEST_HAVE_DNS) && defined(QORB_TEST_HAVE_REDIS)
+  pool_new_oom(qorb_redis_pool_new,
+               "redis://cache.test.invalid:1/?pool_dns_servers=127.0.0.1:2");
+#endif
 }
 
 int main(void) {
@@ -781,6 +1213,10 @@ int main(void) {
                                       count_alloc_teardown),
       cmocka_unit_test_setup_teardown(test_pg_sweep, count_alloc_setup,
                                       count_alloc_teardown),
+      cmocka_unit_test_setup_teardown(test_pg_host_names, count_alloc_setup,
+                                      count_alloc_teardown),
+      cmocka_unit_test_setup_teardown(test_pg_base_policy, count_alloc_setup,
+                                      count_alloc_teardown),
 #endif
 #ifdef QORB_TEST_HAVE_REDIS
       cmocka_unit_test_setup_teardown(test_redis_url, count_alloc_setup,
@@ -789,9 +1225,15 @@ int main(void) {
                                       count_alloc_teardown),
       cmocka_unit_test_setup_teardown(test_redis_sweep, count_alloc_setup,
                                       count_alloc_teardown),
+      cmocka_unit_test_setup_teardown(test_redis_host_names,
+                                      count_alloc_setup, count_alloc_teardown),
 #endif
       cmocka_unit_test_setup_teardown(test_oom, count_alloc_setup,
                                       count_alloc_teardown),
+      cmocka_unit_test_setup_teardown(test_merge, count_alloc_setup,
+                                      count_alloc_teardown),
+      cmocka_unit_test_setup_teardown(test_merge_start_fails,
+                                      count_alloc_setup, count_alloc_teardown),
 #ifdef QORB_TEST_HAVE_PG
       cmocka_unit_test_setup_teardown(test_pg_pool_new, count_alloc_setup,
                                       count_alloc_teardown),

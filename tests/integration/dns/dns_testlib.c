@@ -94,12 +94,14 @@ int dt_has(dt_t *t, const char *addr) {
   return itest_backend(t->pool, addr, NULL, NULL) == 0;
 }
 
-unsigned dt_backends(dt_t *t) {
+unsigned dt_pool_backends(qorb_pool_t *pool) {
   qorb_pool_stats_t st;
   qorb_pool_stats_init(&st);
-  assert_int_equal(qorb_pool_stats(t->pool, &st, NULL, 0, NULL), 0);
+  assert_int_equal(qorb_pool_stats(pool, &st, NULL, 0, NULL), 0);
   return st.backends;
 }
+
+unsigned dt_backends(dt_t *t) { return dt_pool_backends(t->pool); }
 
 void dt_stats(dt_t *t, qorb_dns_stats_t *st) {
   qorb_dns_stats_init(st);

@@ -45,6 +45,8 @@ void dt_finish(dt_t *t);
 int dt_has(dt_t *t, const char *addr);
 /* Backends the pool knows. */
 unsigned dt_backends(dt_t *t);
+/* Backends `pool` knows (any pool). */
+unsigned dt_pool_backends(qorb_pool_t *pool);
 /* The resolver's stats (asserted to work). */
 void dt_stats(dt_t *t, qorb_dns_stats_t *st);
 /* The resolver's figures in the pool's stats snapshot. */

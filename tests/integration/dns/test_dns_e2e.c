@@ -154,13 +154,6 @@ static qorb_pool_t *e2e_pool(const char *name, const char *srv,
   return pool;
 }
 
-static unsigned known_backends(qorb_pool_t *pool) {
-  qorb_pool_stats_t st;
-  qorb_pool_stats_init(&st);
-  assert_int_equal(qorb_pool_stats(pool, &st, NULL, 0, NULL), 0);
-  return st.backends;
-}
-
 static int has_backend(qorb_pool_t *pool, const char *ip, const char *port) {
   char addr[32];
   snprintf(addr, sizeof(addr), "%s:%s", ip, port);
@@ -206,10 +199,10 @@ static void test_pools_follow_changing_records(void **state) {
     fail_msg("redis connector: %s", err);
   pg = e2e_pool("e2e-pg", "_pg._tcp.e2e.test.local.", pgc);
   redis = e2e_pool("e2e-redis", "_redis._tcp.e2e.test.local.", rc_);
-  ITEST_WAIT(known_backends(pg) == 2 && known_backends(redis) == 2,
+  ITEST_WAIT(dt_pool_backends(pg) == 2 && dt_pool_backends(redis) == 2,
                    10000);
-  assert_int_equal(known_backends(pg), 2);
-  assert_int_equal(known_backends(redis), 2);
+  assert_int_equal(dt_pool_backends(pg), 2);
+  assert_int_equal(dt_pool_backends(redis), 2);
 
   memset(w, 0, sizeof(w));
   for (i = 0; i < NTHREADS; i++) {
@@ -241,7 +234,7 @@ static void test_pools_follow_changing_records(void **state) {
   /* The final records: all three. */
   for (i = 0; i < 3; i++)
     if (!present[i]) target_set(i, 1);
-  ITEST_WAIT(known_backends(pg) == 3 && known_backends(redis) == 3,
+  ITEST_WAIT(dt_pool_backends(pg) == 3 && dt_pool_backends(redis) == 3,
                    10000);
   for (i = 0; i < 3; i++) {
     snprintf(addr, sizeof(addr), "%s:55445", target_ip[i]);
@@ -271,8 +264,8 @@ static void test_pools_follow_changing_records(void **state) {
   assert_true(claims_before > 1000);
   /* Backends really left while the records changed. */
   assert_true(left_pg >= 1 && left_redis >= 1);
-  assert_int_equal(known_backends(pg), 3);
-  assert_int_equal(known_backends(redis), 3);
+  assert_int_equal(dt_pool_backends(pg), 3);
+  assert_int_equal(dt_pool_backends(redis), 3);
   assert_true(all_serve(pg, "55445", base_pg));
   assert_true(all_serve(redis, "56445", base_redis));
   itest_close(pg);
