@@ -545,8 +545,8 @@ static int parse_paths(const char *s, int *enabled) {
   return any ? 0 : -1;
 }
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage_to(FILE *out) {
+  fprintf(out,
           "usage: pg_bench [--seconds S] [--rounds R] [--warmup S] "
           "[--clients 1,8,16,32]\n"
           "                [--pool N] [--paths LIST] [--verbose]\n"
@@ -563,6 +563,8 @@ static void usage(void) {
           "Starts PostgreSQL (127.0.0.2:55438) and PgBouncer "
           "(127.0.0.2:56432) in a folder under /tmp and stops them.\n");
 }
+
+static void usage(void) { usage_to(stderr); }
 
 int main(int argc, char **argv) {
   unsigned clients[MAX_POINTS] = {1, 8, 16, 32}, nclients = 4, i;
@@ -596,6 +598,10 @@ int main(int argc, char **argv) {
       if (parse_paths(argv[++p], enabled) != 0) return usage(), 2;
     } else if (strcmp(argv[p], "--verbose") == 0 || strcmp(argv[p], "-v") == 0) {
       g_verbose = 1;
+    } else if (strcmp(argv[p], "--help") == 0 ||
+               strcmp(argv[p], "-h") == 0) {
+      usage_to(stdout);
+      return 0;
     } else {
       usage();
       return 2;

@@ -1035,8 +1035,8 @@ out:
  * Main
  * ------------------------------------------------------------------------ */
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage_to(FILE *out) {
+  fprintf(out,
           "usage: recovery [--backend pg|redis|both] [--faults LIST] "
           "[--seconds S] [--bound S] [--long]\n"
           "  LIST: comma list of idle_kill,load_kill,restart,stop_3s,"
@@ -1046,6 +1046,8 @@ static void usage(void) {
           "under /tmp and stops them.\n",
           HOST, PG_PORT, HOST, REDIS_PORT);
 }
+
+static void usage(void) { usage_to(stderr); }
 
 /* Parse a comma list of fault names into want[]. 0, or -1. */
 static int parse_faults(const char *s, int *want) {
@@ -1089,6 +1091,10 @@ int main(int argc, char **argv) {
       g_bound_ms = (unsigned)(s * 1000);
     } else if (strcmp(argv[p], "--long") == 0) {
       long_run = 1;
+    } else if (strcmp(argv[p], "--help") == 0 ||
+               strcmp(argv[p], "-h") == 0) {
+      usage_to(stdout);
+      return 0;
     } else {
       usage();
       return 2;

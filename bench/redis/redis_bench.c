@@ -890,8 +890,8 @@ static int parse_ops(const char *s, int *ops_on) {
   return any ? 0 : -1;
 }
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage_to(FILE *out) {
+  fprintf(out,
           "usage: redis_bench [--seconds S] [--rounds R] [--warmup S] "
           "[--clients 1,8,16,32]\n"
           "                   [--ops ping,get] [--paths LIST] "
@@ -908,6 +908,8 @@ static void usage(void) {
           "default)\n"
           "  --verbose     print every round's figures as # lines\n");
 }
+
+static void usage(void) { usage_to(stderr); }
 
 int main(int argc, char **argv) {
   unsigned clients[MAX_LIST] = {1, 8, 16, 32}, nclients = 4, ci;
@@ -945,6 +947,10 @@ int main(int argc, char **argv) {
       enabled[P_TWEMPROXY] = 0;
     } else if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
       g_verbose = 1;
+    } else if (strcmp(argv[i], "--help") == 0 ||
+               strcmp(argv[i], "-h") == 0) {
+      usage_to(stdout);
+      return 0;
     } else {
       usage();
       return 2;
