@@ -10,6 +10,10 @@
  *                 same work PgBouncer's transaction mode does)
  *   qorb-discard  the same with the default DISCARD ALL after every
  *                 release, run by the pool loop, not by the releasing thread
+ *   qorb-hooked   qorb-none with a before_acquire and an after_release hook
+ *                 that only look at the connection (PQtransactionStatus)
+ *                 and keep it: what the hooks themselves cost, every
+ *                 release going through the pool loop
  *   pgbouncer     PgBouncer in transaction mode with a pool of 8 (PQexec on
  *                 a connection to PgBouncer per client)
  *
@@ -20,11 +24,13 @@
  * next, so a point is not one long window per path: per client count the
  * same N threads, after a warm-up of every path, run `--rounds` short rounds
  * of each path, alternating them in ABBA order (direct, qorb-none,
- * qorb-discard, pgbouncer, then the reverse), and the figures are medians
+ * qorb-discard, qorb-hooked, pgbouncer, then the reverse), and the figures
+ * are medians
  * over rounds. A ratio is the median of the per-round ratios: the two paths
  * of a pair ran within the same second. One line per point:
  *
- *   bench=pg path=<direct|qorb|pgbouncer> reset=<none|discard> clients=N
+ *   bench=pg path=<direct|qorb|qorb-hooked|pgbouncer> reset=<none|discard>
+ *       clients=N
  *       tps=X p50_us=Y p99_us=Z rounds=R timeouts=T errors=E
  *       [wait_max_ms=W] min_share=A max_share=B starved=K
  *       check=ok|noisy|FAILED
@@ -32,7 +38,7 @@
  * then, per client count, the release cost with reset=discard and the
  * ratios against the goals (qorb reset=none >= 0.95x direct and >= 2x
  * PgBouncer at 8 and 32 clients; reset=discard >= 0.6x reset=none at 16),
- * and at the end
+ * (with qorb-hooked: hooked_over_none, not a goal), and at the end
  *
  *   bench=pg summary goals_met=M goals_missed=K checks=ok|FAILED noisy=P
  *       elapsed_s=T
@@ -76,19 +82,22 @@ typedef enum path {
   P_DIRECT = 0,
   P_QORB_NONE,
   P_QORB_DISCARD,
+  P_QORB_HOOKED,
   P_BOUNCER,
   P_COUNT
 } path_t;
 
 /* --paths names, then the output line's path= and reset= fields. */
-static const char *const path_opt[P_COUNT] = {"direct", "qorb-none",
-                                              "qorb-discard", "pgbouncer"};
+static const char *const path_opt[P_COUNT] = {
+    "direct", "qorb-none", "qorb-discard", "qorb-hooked", "pgbouncer"};
 static const char *const path_name[P_COUNT] = {"direct", "qorb", "qorb",
-                                               "pgbouncer"};
+                                               "qorb-hooked", "pgbouncer"};
 static const char *const path_reset[P_COUNT] = {"none", "none", "discard",
-                                                "none"};
+                                                "none", "none"};
 
-static int is_qorb(int p) { return p == P_QORB_NONE || p == P_QORB_DISCARD; }
+static int is_qorb(int p) {
+  return p == P_QORB_NONE || p == P_QORB_DISCARD || p == P_QORB_HOOKED;
+}
 
 /*
  * One client thread. What it counts is this round's; the main thread reads
@@ -203,7 +212,19 @@ static void client_round(void *arg, int path) {
   }
 }
 
-static qorb_pool_t *make_pool(int discard) {
+/* qorb-hooked's before_acquire and after_release: keep an idle connection
+   (the cheapest hook there is, answered before it returns). */
+static int look_hook(void *arg, qorb_op_t *op, void *conn) {
+  PGconn *pg = qorb_pg_hook_conn(conn);
+  (void)arg;
+  qorb_op_done(op, pg != NULL && PQtransactionStatus(pg) == PQTRANS_IDLE
+                       ? 0
+                       : QORB_EREJECTED);
+  return 0;
+}
+
+static qorb_pool_t *make_pool(int path) {
+  int discard = path == P_QORB_DISCARD;
   qorb_pg_options_t o;
   qorb_policy_t pol;
   qorb_resolver_t *r;
@@ -216,7 +237,9 @@ static qorb_pool_t *make_pool(int discard) {
   o.conninfo = "user=postgres dbname=postgres application_name=qorb_bench";
   o.reset_sql = discard ? QORB_PG_DISCARD_ALL : NULL;
   qorb_policy_init(&pol);
-  pol.name = discard ? "bench-discard" : "bench-none";
+  pol.name = discard ? "bench-discard"
+                     : path == P_QORB_HOOKED ? "bench-hooked" : "bench-none";
+  if (path == P_QORB_HOOKED) pol.before_acquire = pol.after_release = look_hook;
   pol.max_slots = g_pool;
   pol.spares_wanted = g_pool;
   pol.max_lifetime_ms = 0;
@@ -473,11 +496,14 @@ static int run_clients(unsigned n, const int *enabled, unsigned *goals_met,
     int have_d = enabled[P_DIRECT] && enabled[P_QORB_NONE];
     int have_b = enabled[P_BOUNCER] && enabled[P_QORB_NONE];
     int have_r = enabled[P_QORB_DISCARD] && enabled[P_QORB_NONE];
+    int have_h = enabled[P_QORB_HOOKED] && enabled[P_QORB_NONE];
     double over_d = have_d ? ratio_median(&acc[P_QORB_NONE], &acc[P_DIRECT]) : 0;
     double over_b =
         have_b ? ratio_median(&acc[P_QORB_NONE], &acc[P_BOUNCER]) : 0;
     double disc =
         have_r ? ratio_median(&acc[P_QORB_DISCARD], &acc[P_QORB_NONE]) : 0;
+    double hooked =
+        have_h ? ratio_median(&acc[P_QORB_HOOKED], &acc[P_QORB_NONE]) : 0;
     const char *gd = goal(n == 8 || n == 32, have_d, over_d, 0.95);
     const char *gb = goal(n == 8 || n == 32, have_b, over_b, 2.0);
     const char *gr = goal(n == 16, have_r, disc, 0.6);
@@ -489,13 +515,14 @@ static int run_clients(unsigned n, const int *enabled, unsigned *goals_met,
       if (strcmp(gs[i], "met") == 0) (*goals_met)++;
       if (strcmp(gs[i], "MISSED") == 0) (*goals_missed)++;
     }
-    if (have_d || have_b || have_r) {
+    if (have_d || have_b || have_r || have_h) {
       printf("bench=pg-ratio clients=%u", n);
       if (have_d) printf(" qorb_over_direct=%.2f", over_d);
       if (have_b) printf(" qorb_over_pgbouncer=%.2f", over_b);
       if (have_r)
         printf(" discard_over_none=%.2f discard_loss_pct=%.0f", disc,
                (1.0 - disc) * 100.0);
+      if (have_h) printf(" hooked_over_none=%.2f", hooked);
       printf(" goal_direct=%s goal_pgbouncer=%s goal_discard=%s\n", gd, gb,
              gr);
     }
@@ -556,9 +583,9 @@ static void usage_to(FILE *out) {
           "(default 10)\n"
           "  --warmup S    one unmeasured round of each path first (default "
           "0.5)\n"
-          "  --paths LIST  any of direct,qorb-none,qorb-discard,pgbouncer; "
-          "qorb = both\n"
-          "                qorb paths; all (the default)\n"
+          "  --paths LIST  any of direct,qorb-none,qorb-discard,qorb-hooked,"
+          "pgbouncer;\n"
+          "                qorb = the three qorb paths; all (the default)\n"
           "  --verbose     print every round's figures as # lines\n"
           "Starts PostgreSQL (127.0.0.2:55438) and PgBouncer "
           "(127.0.0.2:56432) in a folder under /tmp and stops them.\n");
@@ -569,7 +596,7 @@ static void usage(void) { usage_to(stderr); }
 int main(int argc, char **argv) {
   unsigned clients[MAX_POINTS] = {1, 8, 16, 32}, nclients = 4, i;
   unsigned goals_met = 0, goals_missed = 0;
-  int enabled[P_COUNT] = {1, 1, 1, 1};
+  int enabled[P_COUNT] = {1, 1, 1, 1, 1};
   int p, failed = 0;
   struct sigaction sa;
   double load[1];
@@ -630,7 +657,7 @@ int main(int argc, char **argv) {
   }
   for (p = 0; p < P_COUNT; p++) {
     if (!enabled[p] || !is_qorb(p)) continue;
-    if ((g_pools[p] = make_pool(p == P_QORB_DISCARD)) == NULL) {
+    if ((g_pools[p] = make_pool(p)) == NULL) {
       fprintf(stderr, "pg_bench: no %s pool\n", path_opt[p]);
       failed = 1;
       goto done;
