@@ -44,7 +44,7 @@ static void addr_of(qorb_addr_t *out, const char *var, const char *fixture) {
     fprintf(stderr,
             "%s=\"%s\": wanted the server's numeric host:port (with "
             "QORB_TEST_REDIS_MASTER and QORB_TEST_REDIS_REPLICA both set)\n",
-            var, text ? text : "");
+            var != NULL ? var : "address", text != NULL ? text : "");
     exit(2);
   }
 }
