@@ -71,6 +71,7 @@ done
 
 step "man pages and qorbtop installed"
 for f in share/man/man3/qorb_pool_new.3 share/man/man3/qorb_pool_claim_wait.3 \
+         share/man/man3/qorb_pg_pool_new.3 share/man/man3/qorb_redis_pool_new.3 \
          share/man/man1/qorbtop.1 bin/qorbtop; do
   [ -f "$prefix/$f" ] || { echo "missing: $prefix/$f" >&2; exit 1; }
 done
