@@ -212,7 +212,6 @@ int qorb_resolver_report(qorb_resolver_t *r, const qorb_resolver_stats_t *st) {
     return QORB_EINVAL;
   p = r->pool;
   if (p == NULL || !r->started) return QORB_EBUSY;
-  if (r != p->resolver) return qorb__merge_part_report(p->resolver, r, st);
   /* An older, shorter struct: the fields it lacks keep their defaults. */
   qorb_resolver_stats_init(&in);
   memcpy(&in, st, st->size < sizeof(in) ? st->size : sizeof(in));
@@ -222,6 +221,8 @@ int qorb_resolver_report(qorb_resolver_t *r, const qorb_resolver_stats_t *st) {
   in.last_error_text[sizeof(in.last_error_text) - 1] = '\0';
   if (in.kind[0] == '\0')
     snprintf(in.kind, sizeof(in.kind), "%s", r->ops->name ? r->ops->name : "");
+  /* A part of the pool's merged resolver: the merged one sums them. */
+  if (r != p->resolver) return qorb__merge_part_report(p->resolver, r, &in);
   pthread_mutex_lock(&p->mu);
   p->rstats = in;
   p->rstats_ns = qorb__now_ns();

@@ -63,6 +63,21 @@ int qorb_resolver_new(qorb_resolver_t **out, const qorb_resolver_ops_t *ops,
   return 0;
 }
 
+int qorb__resolver_start(qorb_resolver_t *r, qorb_pool_t *p) {
+  int rc;
+  r->pool = p;
+  r->started = 1;
+  rc = r->ops->start(r->ctx, r);
+  if (rc < 0) r->started = 0;
+  return rc;
+}
+
+void qorb__resolver_stop(qorb_resolver_t *r) {
+  if (!r->started) return;
+  r->ops->stop(r->ctx);
+  r->started = 0;
+}
+
 void qorb_resolver_free(qorb_resolver_t *r) {
   if (r == NULL) return;
   if (r->started && r->ops->stop != NULL) r->ops->stop(r->ctx);

@@ -50,10 +50,7 @@ static void pool_begin_close(qorb_pool_t *p) {
   p->closing_loop = 1;
   pool_ref_loop(p);
   atomic_store(&p->closing, 1);
-  if (p->resolver->started) {
-    p->resolver->ops->stop(p->resolver->ctx);
-    p->resolver->started = 0;
-  }
+  qorb__resolver_stop(p->resolver);
   ev_timer_stop(p->loop, &p->rebalance_timer);
   ev_timer_stop(p->loop, &p->leak_timer);
   ev_timer_stop(p->loop, &p->failfast_timer);
@@ -281,19 +278,13 @@ int qorb_pool_new(qorb_pool_t **out, struct ev_loop *loop,
 
   p->resolver = resolver;
   p->connector = connector;
-  resolver->pool = p;
-  resolver->started = 1;
-  rc = resolver->ops->start(resolver->ctx, resolver);
-  if (rc < 0) {
-    resolver->started = 0;
-    goto fail_stop;
-  }
+  rc = qorb__resolver_start(resolver, p);
+  if (rc < 0) goto fail_stop;
   if (p->own_loop) {
     rc = pthread_create(&p->thread, NULL, pool_thread_main, p);
     if (rc != 0) {
       rc = -rc;
-      resolver->ops->stop(resolver->ctx);
-      resolver->started = 0;
+      qorb__resolver_stop(resolver);
       goto fail_stop;
     }
     p->thread_started = 1;

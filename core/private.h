@@ -51,6 +51,14 @@ struct qorb_resolver {
   int started;
 };
 
+/* Start `r` for pool `p` (the pool's own resolver, or a part of a merged
+   one): marked started before its start op runs, as that op may report at
+   once; unmarked again when it fails. Returns what the op returned.
+   objects.c, loop thread or before the loop runs. */
+int qorb__resolver_start(qorb_resolver_t *r, qorb_pool_t *p);
+/* Stop `r` if it is started. objects.c, loop thread. */
+void qorb__resolver_stop(qorb_resolver_t *r);
+
 /*
  * Slot states, and who moves a slot from one to the next. A slot lives on
  * its backend's list from bind to unbind.

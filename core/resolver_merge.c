@@ -156,12 +156,7 @@ int qorb__merge_part_report(qorb_resolver_t *merged, qorb_resolver_t *part,
   merge_part_t *mp = m != NULL ? merge_find(m, part) : NULL;
 
   if (mp == NULL || !merged->started) return QORB_EBUSY;
-  /* As qorb_resolver_report() reads a caller's struct (checked there). */
-  qorb_resolver_stats_init(&mp->st);
-  memcpy(&mp->st, st, st->size < sizeof(mp->st) ? st->size : sizeof(mp->st));
-  mp->st.size = sizeof(mp->st);
-  mp->st.name[sizeof(mp->st.name) - 1] = '\0';
-  mp->st.last_error_text[sizeof(mp->st.last_error_text) - 1] = '\0';
+  mp->st = *st;
   mp->st_ns = qorb__now_ns();
   merge_report(m);
   return 0;
@@ -172,10 +167,7 @@ static void merge_stop_parts(merge_t *m, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
     merge_part_t *mp = &m->parts[i];
-    if (mp->r->started) {
-      mp->r->ops->stop(mp->r->ctx);
-      mp->r->started = 0;
-    }
+    qorb__resolver_stop(mp->r);
     mp->r->pool = NULL;
     qorb__free(mp->addrs);
     mp->addrs = NULL;
@@ -191,13 +183,8 @@ static int merge_start(void *ctx, qorb_resolver_t *r) {
 
   m->self = r;
   for (i = 0; i < m->nparts; i++) {
-    qorb_resolver_t *part = m->parts[i].r;
-    int rc;
-    part->pool = r->pool;
-    part->started = 1;
-    rc = part->ops->start(part->ctx, part);
+    int rc = qorb__resolver_start(m->parts[i].r, r->pool);
     if (rc < 0) {
-      part->started = 0;
       merge_stop_parts(m, i + 1);
       return rc;
     }

@@ -23,8 +23,9 @@
 int qorb__merge_part_update(qorb_resolver_t *merged, qorb_resolver_t *part,
                             const qorb_addr_t *addrs, size_t n);
 
-/* `part` reported its figures: keep them and report the sum through
-   `merged`. @return 0, QORB_EINVAL, QORB_EBUSY as qorb_resolver_report(). */
+/* `part` reported its figures, already read into a whole struct of ours
+   by qorb_resolver_report(): keep them and report the sum through
+   `merged`. @return 0, or QORB_EBUSY as qorb_resolver_report(). */
 int qorb__merge_part_report(qorb_resolver_t *merged, qorb_resolver_t *part,
                             const qorb_resolver_stats_t *st);
 
