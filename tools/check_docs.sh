@@ -50,8 +50,9 @@
 #   QORB_PG_ADDR     127.0.0.1:PORT of that PostgreSQL
 #   QORB_REDIS       redis://127.0.0.1:PORT/0
 #   QORB_REDIS_ADDR  127.0.0.1:PORT of that redis-server
-#   ldconfig         when not root, a no-op stands in for it (root runs the
-#                    real one, which reads only the system's folders)
+#   ldconfig         as root, the real one (it reads only the system's
+#                    folders); otherwise it would fail for want of root and
+#                    is skipped: LD_LIBRARY_PATH above finds the libraries
 #
 # The servers are throwaway: one PostgreSQL (started with the helpers of
 # tests/integration/pg/pg_lib.sh, as the postgres user when root) and one
