@@ -450,15 +450,18 @@ static int is_host_name(const char *h, size_t n) {
   return label > 0;
 }
 
-/* Append "h:p" to a comma-separated list. */
+/* Append an entry "h" (or "h:port" when `port` is not 0) to a
+   comma-separated list. */
 static int list_add(qorb__sbuf_t *list, const char *h, size_t hlen,
                     unsigned port) {
-  char num[8];
+  char num[12];
   int rc = 0;
-  snprintf(num, sizeof(num), ":%u", port);
   if (list->len > 0) rc = qorb__sbuf_add(list, ",");
   if (rc == 0) rc = qorb__sbuf_addn(list, h, hlen);
-  if (rc == 0) rc = qorb__sbuf_add(list, num);
+  if (rc == 0 && port != 0) {
+    snprintf(num, sizeof(num), ":%u", port);
+    rc = qorb__sbuf_add(list, num);
+  }
   return rc;
 }
 
@@ -492,8 +495,8 @@ int qorb__connstr_add_host(qorb__connstr_hosts_t *hs, const char *h,
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     if (qorb_addr_set(&a, host, (uint16_t)port) == 0) {
-      rc = hs->addrs.len > 0 ? qorb__sbuf_add(&hs->addrs, ",") : 0;
-      if (rc == 0) rc = qorb__sbuf_add(&hs->addrs, a.text);
+      /* a.text has the port already. */
+      rc = list_add(&hs->addrs, a.text, strlen(a.text), 0);
       hs->n += rc == 0;
       return rc;
     }
